@@ -1,0 +1,52 @@
+# IQTS: every target sets up what it needs on a fresh machine (see scripts/bootstrap.sh).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+export IQTS_STATE_DIR ?= $(CURDIR)/.iqts
+export IQTS_TEST_REDIS_PORT ?= 6390
+export IQTS_TEST_REDIS_URL ?= redis://127.0.0.1:$(IQTS_TEST_REDIS_PORT)/0
+UV = $(shell command -v uv >/dev/null 2>&1 && echo uv || echo python3 -m uv)
+RUN = $(UV) run --frozen --all-extras
+PYTEST = $(RUN) pytest
+# the suite is CPU-bound and shares one PostgreSQL: serial is fastest on 2 cores
+
+.PHONY: help setup run test test-all bench lint fmt clean-state
+
+help:
+	@echo "make run       start IQTS on embedded defaults (API, inbox, MCP, chat, worker)"
+	@echo "make test      the representative test suite (real PostgreSQL + pgvector, real Redis)"
+	@echo "make test-all  every test, including slow and model-driven ones"
+	@echo "make bench     benchmarks, printed as ratios against their peers"
+	@echo "make lint      ruff + mypy;  make fmt  format the code"
+
+setup:
+	@scripts/bootstrap.sh env
+
+run: setup
+	$(RUN) iqts up
+
+test:
+	@scripts/bootstrap.sh env redis
+	$(PYTEST) -m "not slow" -q
+
+test-all:
+	@scripts/bootstrap.sh env redis browser
+	$(PYTEST) -q
+
+bench:
+	@scripts/bootstrap.sh env redis
+	$(RUN) iqts bench all
+
+lint: setup
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy agent tools knowledge engine approvals ui evals
+
+fmt: setup
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+clean-state:
+	-$(RUN) iqts db stop
+	-test -f $(IQTS_STATE_DIR)/redis/redis.pid && kill $$(cat $(IQTS_STATE_DIR)/redis/redis.pid)
+	rm -rf $(IQTS_STATE_DIR)

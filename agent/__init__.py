@@ -1,0 +1,1 @@
+"""IQTS agent layer."""

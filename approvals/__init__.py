@@ -1,0 +1,1 @@
+"""IQTS approvals layer."""

@@ -1,0 +1,88 @@
+"""The production bus: Redis Streams with consumer groups (``IQTS_REDIS_URL``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from engine.bus.protocol import Message
+from engine.errors import BusUnavailableError
+
+_PAYLOAD_FIELD = "p"
+
+
+class RedisStreamsBus:
+    """Each topic is the stream ``<prefix><topic>``; payloads are one JSON field."""
+
+    def __init__(self, url: str, *, prefix: str = "iqts:", maxlen: int | None = None) -> None:
+        self._redis = aioredis.Redis.from_url(url, decode_responses=True)
+        self._prefix = prefix
+        self._maxlen = maxlen
+
+    def _key(self, topic: str) -> str:
+        return self._prefix + topic
+
+    def _message(self, topic: str, msg_id: str, fields: dict[str, str], deliveries: int) -> Message:
+        return Message(id=msg_id, topic=topic, payload=json.loads(fields[_PAYLOAD_FIELD]), deliveries=deliveries)
+
+    async def publish(self, topic: str, payload: dict[str, Any]) -> str:
+        data = json.dumps(payload, default=str)
+        try:
+            msg_id = await self._redis.xadd(
+                self._key(topic), {_PAYLOAD_FIELD: data}, maxlen=self._maxlen, approximate=True
+            )
+        except RedisError as error:
+            raise BusUnavailableError(f"cannot publish to Redis: {error}") from error
+        return str(msg_id)
+
+    async def ensure_group(self, topic: str, group: str, *, start: str = "0") -> None:
+        try:
+            await self._redis.xgroup_create(self._key(topic), group, id=start, mkstream=True)
+        except ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    async def read(self, topic: str, group: str, consumer: str, *, count: int = 10, block_ms: int = 0) -> list[Message]:
+        reply: Any = await self._redis.xreadgroup(
+            group, consumer, {self._key(topic): ">"}, count=count, block=block_ms or None
+        )
+        messages: list[Message] = []
+        for _stream, entries in reply or []:
+            for msg_id, fields in entries:
+                messages.append(self._message(topic, msg_id, fields, 1))
+        return messages
+
+    async def ack(self, topic: str, group: str, *ids: str) -> int:
+        if not ids:
+            return 0
+        return int(await self._redis.xack(self._key(topic), group, *ids))
+
+    async def reclaim(
+        self, topic: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 100
+    ) -> list[Message]:
+        key = self._key(topic)
+        reply = await self._redis.xautoclaim(key, group, consumer, min_idle_ms, start_id="0-0", count=count)
+        entries = [(msg_id, fields) for msg_id, fields in reply[1] if fields]
+        if not entries:
+            return []
+        details = await self._redis.xpending_range(
+            key, group, min=entries[0][0], max=entries[-1][0], count=len(entries) * 2, consumername=consumer
+        )
+        deliveries = {d["message_id"]: int(d["times_delivered"]) for d in details}
+        return [self._message(topic, msg_id, fields, deliveries.get(msg_id, 2)) for msg_id, fields in entries]
+
+    async def pending(self, topic: str, group: str) -> int:
+        summary = await self._redis.xpending(self._key(topic), group)
+        return int(summary["pending"])
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except RedisError:
+            return False
+
+    async def close(self) -> None:
+        await self._redis.aclose()

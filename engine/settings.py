@@ -1,0 +1,118 @@
+"""The one configuration object of IQTS: every knob is an ``IQTS_``-prefixed environment variable.
+
+Values come from the environment, then a ``.env`` file in the working directory, then the defaults
+below, which are the embedded defaults: no keys, no servers to start by hand.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from engine.errors import ConfigError
+
+TradingMode = Literal["dry-run", "sandbox", "live"]
+LogFormat = Literal["auto", "console", "json"]
+
+
+class Settings(BaseSettings):
+    """IQTS settings. See the README's configuration table for each field."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="IQTS_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    # where IQTS keeps everything it owns (embedded PostgreSQL, Redis, caches, reports)
+    state_dir: Path = Path(".iqts")
+
+    # storage: unset means "start and own a local PostgreSQL + pgvector in the state dir"
+    database_url: SecretStr | None = None
+    db_name: str = "iqts"
+    db_pool_min: int = Field(1, ge=0)
+    db_pool_max: int = Field(10, ge=1)
+    db_connect_timeout_s: float = Field(5.0, gt=0)
+    embedded_pg_start_timeout_s: float = Field(60.0, gt=0)
+
+    # event bus: unset means the in-process bus
+    redis_url: SecretStr | None = None
+    bus_block_ms: int = Field(1000, ge=1)
+    bus_reclaim_idle_ms: int = Field(30_000, ge=1)
+
+    # API / inbox / MCP over HTTP
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    public_url: str | None = None
+
+    # logging
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: LogFormat = "auto"
+
+    # trading
+    mode: TradingMode = "dry-run"
+
+    # model for the agent: local | ollama:MODEL | openai:MODEL | anthropic:MODEL | openai-compatible:URL#MODEL
+    llm: str = "local"
+    openai_api_key: SecretStr | None = None
+    anthropic_api_key: SecretStr | None = None
+
+    # exchange credentials (ccxt); only needed for sandbox and live modes
+    exchange_api_key: SecretStr | None = None
+    exchange_api_secret: SecretStr | None = None
+
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute_state_dir(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("database_url", "redis_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @property
+    def api_url(self) -> str:
+        return self.public_url or f"http://{self.api_host}:{self.api_port}"
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret's plain value, so log redaction can scrub it anywhere."""
+        values: list[str] = []
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if isinstance(value, SecretStr) and field.annotation is not None:
+                plain = value.get_secret_value()
+                if len(plain) >= 6:
+                    values.append(plain)
+        return values
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line naming each bad setting by its environment variable."""
+    parts = []
+    for item in error.errors():
+        name = "IQTS_" + "_".join(str(loc) for loc in item["loc"]).upper()
+        parts.append(f"{name}: {item['msg']}")
+    return "invalid configuration: " + "; ".join(parts)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, raising ConfigError with a one-line reason."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise ConfigError(describe_validation_error(error)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached; tests build their own with ``load_settings``)."""
+    return load_settings()

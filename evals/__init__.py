@@ -1,0 +1,1 @@
+"""IQTS evals layer."""

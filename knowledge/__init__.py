@@ -1,0 +1,1 @@
+"""IQTS knowledge layer."""

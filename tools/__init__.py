@@ -1,0 +1,1 @@
+"""IQTS tools layer."""

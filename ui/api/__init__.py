@@ -1,0 +1,1 @@
+"""The FastAPI process: REST, the approval inbox, MCP over HTTP and /metrics."""

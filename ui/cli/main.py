@@ -1,0 +1,60 @@
+"""The `iqts` command."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import typer
+
+from engine import __version__
+from engine.errors import IQTSError
+from engine.settings import get_settings
+from engine.telemetry import redact_text
+from ui.cli import db
+from ui.cli.console import err, out
+
+app = typer.Typer(
+    help="IQTS: crypto quant research and trading copilot with a human approving every order.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(db.app, name="db")
+
+
+@app.command()
+def up() -> None:
+    """Start everything on embedded defaults (API with health, metrics; later: inbox, MCP, chat, worker)."""
+    from ui.cli.up import serve
+
+    asyncio.run(serve(get_settings()))
+
+
+@app.command()
+def api() -> None:
+    """Run only the API process (REST, inbox, MCP over HTTP, /metrics): the production unit."""
+    from ui.cli.up import serve
+
+    asyncio.run(serve(get_settings(), banner_title="IQTS API is up"))
+
+
+@app.command()
+def version() -> None:
+    """Print the IQTS version."""
+    out.print(__version__)
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning IQTS errors into one clear line and an exit code."""
+    try:
+        app()
+    except IQTSError as error:
+        err.print(f"[bold red]error:[/] {redact_text(str(error))}", highlight=False)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
