@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     # exchange credentials (ccxt); only needed for sandbox and live modes
     exchange_api_key: SecretStr | None = None
     exchange_api_secret: SecretStr | None = None
+    # route an exchange's REST API elsewhere (a proxy, the loopback exchange): JSON {"binance": "http://..."}
+    exchange_urls: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("state_dir")
     @classmethod

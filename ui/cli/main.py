@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 import typer
@@ -11,7 +12,7 @@ from engine import __version__
 from engine.errors import IQTSError
 from engine.settings import get_settings
 from engine.telemetry import redact_text
-from ui.cli import db
+from ui.cli import bench, data, db
 from ui.cli.console import err, out
 
 app = typer.Typer(
@@ -21,6 +22,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db.app, name="db")
+app.add_typer(data.app, name="data")
+app.add_typer(bench.app, name="bench")
 
 
 @app.command()
@@ -54,6 +57,15 @@ def main() -> None:
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as error:  # a bug, not bad input: one line for the user, the traceback on request
+        if os.environ.get("IQTS_DEBUG"):
+            raise
+        err.print(
+            f"[bold red]internal error:[/] {type(error).__name__}: {redact_text(str(error))[:300]} "
+            "(set IQTS_DEBUG=1 for the traceback)",
+            highlight=False,
+        )
+        sys.exit(70)
 
 
 if __name__ == "__main__":

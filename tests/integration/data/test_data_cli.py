@@ -1,0 +1,62 @@
+"""`iqts data` as a user runs it, on the real database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from engine.settings import Settings
+
+IQTS = [sys.executable, "-m", "ui.cli.main"]
+
+
+def _iqts(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = os.environ | {"IQTS_STATE_DIR": str(settings.state_dir), "IQTS_DB_NAME": settings.db_name}
+    return subprocess.run([*IQTS, *args], env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_load_sample_then_list_shows_the_real_ranges(settings: Settings, db: object) -> None:
+    loaded = _iqts(settings, "data", "load-sample")
+    assert loaded.returncode == 0, loaded.stderr
+    listed = _iqts(settings, "data", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    series = {(s["exchange"], s["symbol"], s["timeframe"]): s for s in json.loads(listed.stdout)}
+    hourly = series[("coinbase", "BTC/USD", "1h")]
+    assert hourly["first"].startswith("2017-07-01T11:00") and hourly["last"].startswith("2019-10-17T09:00")
+    assert hourly["rows"] == 20_111
+    assert series[("coinbase", "BTC/USD", "1d")]["first"].startswith("2014-12-01")
+    assert ("bitstamp", "ETH/USD", "1d") in series and ("bitstamp", "LTC/USD", "1d") in series
+    again = _iqts(settings, "data", "load-sample", "--json")
+    assert all(row["inserted"] == 0 and row["updated"] == 0 for row in json.loads(again.stdout))
+
+
+def test_quality_report_as_json(settings: Settings, db: object) -> None:
+    _iqts(settings, "data", "load-sample")
+    result = _iqts(settings, "data", "quality", "--json", "--exchange", "coinbase", "--timeframe", "1d")
+    assert result.returncode == 0, result.stderr
+    [report] = json.loads(result.stdout)
+    assert report["symbol"] == "BTC/USD"
+    assert isinstance(report["ok"], bool)
+
+
+def test_bad_input_is_one_clear_line(settings: Settings, db: object, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.parquet"
+    bad.write_text("not parquet at all")
+    cases = [
+        (["data", "import", str(bad)], "not a readable Parquet file"),
+        (["data", "backfill", "nosuchexchange", "BTC/USDT"], "unknown exchange"),
+        (["data", "backfill", "binance", "BTC/USDT", "--since", "2024-13-45"], "--since"),
+        (
+            ["data", "backfill", "binance", "BTC/USDT", "--since", "2024-02-01", "--until", "2024-01-01"],
+            "impossible date range",
+        ),
+        (["data", "quality", "--exchange", "nowhere"], "no stored series"),
+    ]
+    for args, expected in cases:
+        result = _iqts(settings, *args)
+        assert result.returncode != 0, args
+        assert expected in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr
