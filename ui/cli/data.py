@@ -248,3 +248,38 @@ def import_cmd(path: Annotated[Path, typer.Argument(help="Parquet file written b
         results = import_parquet(BarStore(db), path)
     for key, result in results.items():
         out.print(f"{key}: {result.inserted} new, {result.updated} changed")
+
+
+@app.command("live")
+def live_cmd(
+    exchange: Annotated[str, typer.Argument(help="ccxt exchange id, e.g. binance")],
+    symbols: Annotated[list[str], typer.Argument(help="unified symbols, e.g. BTC/USDT")],
+) -> None:
+    """Stream trades, tickers and book tops (cryptofeed) onto the bus; store 1-minute bars built from trades."""
+    from engine.data.exchanges import check_exchange_id
+    from engine.data.frame import bars_to_frame
+    from engine.data.live import LiveFeed
+    from engine.data.models import Bar
+    from engine.data.store import BarStore, make_key
+    from engine.runtime import Runtime
+
+    settings = get_settings()
+    exchange = check_exchange_id(exchange)
+
+    async def run() -> None:
+        runtime = await asyncio.to_thread(Runtime.start, settings)
+        store = BarStore(runtime.db)
+
+        async def on_bar(bar: Bar) -> None:
+            await asyncio.to_thread(store.upsert_bars, make_key(bar.exchange, bar.symbol, "1m"), bars_to_frame([bar]))
+
+        stop = asyncio.Event()
+        feed = LiveFeed(exchange, symbols, runtime.bus.publish, on_bar)
+        out.print(f"streaming {', '.join(feed.symbols)} from {exchange} ({runtime.bus_description} bus); Ctrl-C stops")
+        try:
+            await feed.run(stop)
+        finally:
+            stop.set()
+            await runtime.aclose()
+
+    asyncio.run(run())

@@ -1,0 +1,148 @@
+"""Append and verify the hash chain.
+
+Row ``n`` stores ``hash_n = sha256(hash_{n-1} | seq | ts | actor | action | subject | payload)`` over the exact
+text stored (canonical JSON payload, ISO timestamp), and the head (last seq and hash) is kept in
+``system_state`` too. ``verify`` recomputes the chain: an edited row breaks its own hash, a deleted row
+breaks the sequence or the next row's link, a deleted tail no longer matches the head.
+A database trigger refuses UPDATE, DELETE and TRUNCATE on the table besides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+from psycopg import Connection
+from psycopg.rows import TupleRow
+from pydantic import BaseModel
+
+from engine.store.database import Database
+from engine.telemetry import redact_processor
+
+GENESIS = "0" * 64
+_LOCK_KEY = 0x1A75_00A0
+_HEAD_KEY = "audit_head"
+
+
+class AuditEntry(BaseModel):
+    seq: int
+    ts: str
+    actor: str
+    action: str
+    subject: str
+    payload: dict[str, Any]
+    hash: str
+
+
+class AuditVerification(BaseModel):
+    ok: bool
+    rows: int
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return str(value)
+
+
+def canonical_json(payload: dict[str, Any]) -> str:
+    """Sorted keys, no spaces, Decimals as strings: the text that is hashed and stored."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_default, ensure_ascii=False)
+
+
+def _hash(prev: str, seq: int, ts: str, actor: str, action: str, subject: str, payload: str) -> str:
+    text = "\x1f".join((prev, str(seq), ts, actor, action, subject, payload))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def append(conn: Connection[TupleRow], actor: str, action: str, subject: str, payload: dict[str, Any]) -> int:
+    """Append one entry inside the caller's transaction (it commits with the change it records)."""
+    clean = dict(redact_processor(None, "", dict(payload)))  # secrets never reach the audit log
+    text = canonical_json(clean)
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+    row = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, prev = (1, GENESIS) if row is None else (int(row[0]) + 1, str(row[1]))
+    ts = datetime.now(UTC).isoformat()
+    digest = _hash(prev, seq, ts, actor, action, subject, text)
+    conn.execute(
+        "INSERT INTO audit_log (seq, ts, actor, action, subject, payload, prev_hash, hash) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        (seq, ts, actor, action, subject, text, prev, digest),
+    )
+    conn.execute(
+        "INSERT INTO system_state (key, value, updated_at) VALUES (%s, %s::jsonb, now()) "
+        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
+        (_HEAD_KEY, json.dumps({"seq": seq, "hash": digest})),
+    )
+    return seq
+
+
+def record(db: Database, actor: str, action: str, subject: str, payload: dict[str, Any]) -> int:
+    """Append in a transaction of its own."""
+    with db.connection() as conn:
+        return append(conn, actor, action, subject, payload)
+
+
+def entries(
+    db: Database, *, subject: str | None = None, action: str | None = None, limit: int = 100
+) -> list[AuditEntry]:
+    """Newest first, optionally filtered."""
+    with db.connection() as conn:
+        rows = conn.execute(
+            "SELECT seq, ts, actor, action, subject, payload, hash FROM audit_log "
+            "WHERE (%(s)s::text IS NULL OR subject = %(s)s) AND (%(a)s::text IS NULL OR action = %(a)s) "
+            "ORDER BY seq DESC LIMIT %(n)s",
+            {"s": subject, "a": action, "n": limit},
+        ).fetchall()
+    return [
+        AuditEntry(seq=r[0], ts=r[1], actor=r[2], action=r[3], subject=r[4], payload=json.loads(r[5]), hash=r[6])
+        for r in rows
+    ]
+
+
+def verify(db: Database) -> AuditVerification:
+    """Recompute the whole chain; report the first row that does not hold."""
+    prev, expected_seq, count = GENESIS, 1, 0
+    with db.connection() as conn:
+        cursor = conn.cursor(name="audit_verify")
+        cursor.execute("SELECT seq, ts, actor, action, subject, payload, prev_hash, hash FROM audit_log ORDER BY seq")
+        for seq, ts, actor, action, subject, payload, prev_hash, digest in cursor:
+            if seq != expected_seq:
+                return AuditVerification(
+                    ok=False,
+                    rows=count,
+                    first_bad_seq=expected_seq,
+                    problem=f"row {expected_seq} is missing (next is {seq})",
+                )
+            if prev_hash != prev:
+                return AuditVerification(
+                    ok=False, rows=count, first_bad_seq=seq, problem=f"row {seq} does not link to row {seq - 1}"
+                )
+            if _hash(prev, seq, ts, actor, action, subject, payload) != digest:
+                return AuditVerification(
+                    ok=False, rows=count, first_bad_seq=seq, problem=f"row {seq} was edited after it was written"
+                )
+            prev, expected_seq, count = digest, seq + 1, count + 1
+        head = conn.execute("SELECT value FROM system_state WHERE key = %s", (_HEAD_KEY,)).fetchone()
+    if head is not None:
+        head_seq, head_hash = int(head[0]["seq"]), str(head[0]["hash"])
+        if head_seq != count or head_hash != prev:
+            return AuditVerification(
+                ok=False,
+                rows=count,
+                first_bad_seq=count + 1,
+                problem=f"rows after {count} were removed (the head says {head_seq})",
+            )
+    return AuditVerification(ok=True, rows=count)
