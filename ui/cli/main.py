@@ -12,7 +12,7 @@ from engine import __version__
 from engine.errors import IQTSError
 from engine.settings import get_settings
 from engine.telemetry import redact_text
-from ui.cli import audit, bench, data, db
+from ui.cli import audit, bench, data, db, users
 from ui.cli.console import err, out
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(data.app, name="data")
 app.add_typer(bench.app, name="bench")
 app.add_typer(audit.app, name="audit")
+app.add_typer(users.app, name="users")
 
 
 @app.command()
