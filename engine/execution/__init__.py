@@ -1,0 +1,1 @@
+"""Execution: the order vocabulary and state machine (``models``); the OMS, router and broker adapters."""

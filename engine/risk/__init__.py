@@ -1,0 +1,73 @@
+"""Risk: the policy language, the pre-trade check, the monitor's measures and circuit breakers."""
+
+from engine.risk.check import check
+from engine.risk.measures import (
+    BreakerReport,
+    Drawdown,
+    Exposure,
+    TailRisk,
+    daily_pnl,
+    drawdown,
+    evaluate_account_breakers,
+    evaluate_breakers,
+    exposure,
+    historical_es,
+    historical_var,
+    parametric_es,
+    parametric_var,
+    tail_risk,
+)
+from engine.risk.models import (
+    BreakerLimits,
+    BreakerTrip,
+    MarketSnapshot,
+    RuleResult,
+    Scope,
+    TradingControls,
+    Verdict,
+)
+from engine.risk.policy import (
+    DEFAULT_POLICY_PATH,
+    AccountPolicy,
+    Limits,
+    ResolvedLimit,
+    RiskPolicy,
+    SymbolLimits,
+    TradingWindow,
+    load_default_policy,
+)
+from engine.risk.rules import RULE_NAMES
+
+__all__ = [
+    "DEFAULT_POLICY_PATH",
+    "RULE_NAMES",
+    "AccountPolicy",
+    "BreakerLimits",
+    "BreakerReport",
+    "BreakerTrip",
+    "Drawdown",
+    "Exposure",
+    "Limits",
+    "MarketSnapshot",
+    "ResolvedLimit",
+    "RiskPolicy",
+    "RuleResult",
+    "Scope",
+    "SymbolLimits",
+    "TailRisk",
+    "TradingControls",
+    "TradingWindow",
+    "Verdict",
+    "check",
+    "daily_pnl",
+    "drawdown",
+    "evaluate_account_breakers",
+    "evaluate_breakers",
+    "exposure",
+    "historical_es",
+    "historical_var",
+    "load_default_policy",
+    "parametric_es",
+    "parametric_var",
+    "tail_risk",
+]
