@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from enum import IntEnum
+from pathlib import Path
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -183,3 +184,25 @@ def revoke_tokens(db: Database, username: str, *, actor: str) -> int:
         )
         audit(conn, actor, "token.revoked", f"user:{user.username}", {"count": cur.rowcount})
         return cur.rowcount
+
+
+INITIAL_ADMIN = "admin"
+
+
+def ensure_initial_admin(db: Database, password_file: Path) -> str | None:
+    """On a fresh install (no users at all), create ``admin`` with a random password.
+
+    The password is written to ``password_file`` (mode 0600) and returned once, so ``iqts up`` can show it;
+    None when users already exist.
+    """
+    with db.connection() as conn:
+        row = conn.execute("SELECT count(*) FROM users").fetchone()
+    if row is not None and row[0] > 0:
+        return None
+    password = secrets.token_urlsafe(12)
+    create_user(db, INITIAL_ADMIN, password, Role.ADMIN, actor="system")
+    password_file.parent.mkdir(parents=True, exist_ok=True)
+    password_file.touch(mode=0o600, exist_ok=True)
+    password_file.chmod(0o600)
+    password_file.write_text(password + "\n", encoding="utf-8")
+    return password

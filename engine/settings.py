@@ -10,13 +10,32 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine.errors import ConfigError
 
 TradingMode = Literal["dry-run", "sandbox", "live"]
 LogFormat = Literal["auto", "console", "json"]
+
+
+class AccountSettings(BaseModel):
+    """One trading account and the venue that carries out its orders."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    venue: Literal["paper", "ccxt"] = "paper"
+    valuation_currency: str = "USD"
+    initial_cash: dict[str, Decimal] = Field(default_factory=lambda: {"USD": Decimal(100_000)})
+    exchange: str | None = Field(None, description="ccxt exchange id (venue ccxt)")
+    sandbox: bool = True
+
+
+def _default_accounts() -> list[AccountSettings]:
+    return [AccountSettings(name="paper", initial_cash={"USD": Decimal(100_000), "USDT": Decimal(100_000)})]
 
 
 class Settings(BaseSettings):
@@ -57,6 +76,14 @@ class Settings(BaseSettings):
 
     # trading
     mode: TradingMode = "dry-run"
+    accounts: list[AccountSettings] = Field(default_factory=_default_accounts)
+    fx_rates: dict[str, Decimal] = Field(
+        default_factory=lambda: {"USD/USDT": Decimal(1), "USDT/USD": Decimal(1)},
+        description="explicit conversion rates used to value positions quoted in another currency",
+    )
+    approval_ttl_s: int = Field(900, ge=10, description="how long an approval request stays decidable")
+    four_eyes: bool = Field(False, description="the requester of an order may not approve it")
+    execution_poll_s: float = Field(2.0, gt=0, description="how often the worker follows open orders")
 
     # model for the agent: local | ollama:MODEL | openai:MODEL | anthropic:MODEL | openai-compatible:URL#MODEL
     llm: str = "local"

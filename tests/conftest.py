@@ -17,7 +17,7 @@ from engine.store.embedded import EmbeddedPostgres
 from engine.store.migrate import upgrade
 
 REPO = Path(__file__).resolve().parent.parent
-TEST_DB = "iqts_test"
+TEST_DB = f"iqts_test_{os.getpid()}"  # one per pytest session, so parallel sessions never collide
 
 
 @pytest.fixture(scope="session")
@@ -27,16 +27,22 @@ def state_dir() -> Path:
     return path
 
 
+def _drop(embedded: EmbeddedPostgres, name: str) -> None:
+    with psycopg.connect(embedded.layout.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 @pytest.fixture(scope="session")
-def settings(state_dir: Path) -> Settings:
-    """Settings for the suite: a dedicated database, recreated empty at the start of the session."""
+def settings(state_dir: Path) -> Iterator[Settings]:
+    """Settings for the suite: a database of its own, created empty and dropped at the end of the session."""
     if os.environ.get("IQTS_DATABASE_URL"):
-        return load_settings(state_dir=state_dir)
+        yield load_settings(state_dir=state_dir)
+        return
     embedded = EmbeddedPostgres(state_dir)
     embedded.start()
-    with psycopg.connect(embedded.layout.conninfo("postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEST_DB)))
-    return load_settings(state_dir=state_dir, db_name=TEST_DB)
+    _drop(embedded, TEST_DB)
+    yield load_settings(state_dir=state_dir, db_name=TEST_DB)
+    _drop(embedded, TEST_DB)
 
 
 @pytest.fixture(scope="session")
@@ -59,3 +65,14 @@ def redis_url() -> str:
 def unique() -> str:
     """A short unique token for names (topics, groups, accounts) so tests never collide."""
     return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def sample_loaded(db: Database) -> None:
+    """The bundled real BTC/ETH/LTC history in the test database (prices for risk checks and tools)."""
+    from engine.data.sample import load_sample_series
+    from engine.data.store import BarStore, make_key
+
+    store = BarStore(db)
+    for series in load_sample_series():
+        store.upsert_bars(make_key(series.exchange, series.symbol, series.timeframe), series.frame)

@@ -10,6 +10,22 @@ import ccxt.async_support as ccxt_async
 
 from engine.errors import ValidationFailedError
 
+REROUTED_OPTIONS: dict[str, dict[str, Any]] = {
+    "binance": {
+        # ccxt 4.5 loads spot + linear + inverse markets by default (exchangeInfo on /api, /fapi and /dapi)
+        "fetchMarkets": {"types": ["spot"]},
+        # with keys set, load_markets() would first call sapi/v1/capital/config/getall
+        "fetchCurrencies": False,
+        # with keys set, fetch_markets() would also call the sapi margin allPairs endpoints
+        "fetchMargins": False,
+    },
+}
+"""ccxt options applied when an exchange's REST API is rerouted (``api_url``, ``IQTS_EXCHANGE_URLS``).
+
+A rerouted API (the loopback exchange, a spot proxy) serves the spot REST API: market loading must stay on
+the spot endpoints. Options passed by the caller override these.
+"""
+
 
 def check_exchange_id(exchange_id: str) -> str:
     """Return the ccxt id, or raise naming a few valid ones."""
@@ -36,13 +52,22 @@ def point_api_at(exchange: Any, base_url: str) -> None:
         exchange.urls.pop(key, None)
 
 
+def rerouted_options(exchange_id: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ccxt options of ``exchange_id`` when its REST API is rerouted, with ``options`` on top."""
+    return {**REROUTED_OPTIONS.get(exchange_id, {}), **(options or {})}
+
+
 def make_async_exchange(
     exchange_id: str, *, api_url: str | None = None, options: dict[str, Any] | None = None, **config: Any
 ) -> Any:
-    """An async ccxt client with rate limiting on; ``api_url`` reroutes its REST API."""
+    """An async ccxt client with rate limiting on; ``api_url`` reroutes its REST API (spot-only market loading,
+    see :data:`REROUTED_OPTIONS`); ``config`` is passed to ccxt (``rateLimit``, ``timeout``, ``apiKey``...)."""
     exchange_id = check_exchange_id(exchange_id)
     cls = getattr(ccxt_async, exchange_id)
-    exchange = cls({"enableRateLimit": True, "options": options or {}, **config})
+    if api_url:
+        options = rerouted_options(exchange_id, options)
+    exchange = cls({"enableRateLimit": True, **config, "options": options or {}})
     if api_url:
         point_api_at(exchange, api_url)
+        exchange.aiohttp_trust_env = False  # a rerouted API is reached directly, never through env proxies
     return exchange

@@ -12,11 +12,16 @@ Contract (tests/contract/test_broker_contract.py runs it against every adapter):
 * ``cancel`` of an open order returns it cancelled; of a closed one, raises ``OrderNotCancellableError``.
 * Venue rejections raise ``VenueRejectedError`` with a clear reason; transient failures raise
   ``VenueUnavailableError`` (the caller reconciles with ``fetch`` before any retry).
+* ``Fill.order_id`` is the client order id; the venue's trade id goes in ``Fill.fill_id``.
+* ``balances`` returns totals per currency (free plus reserved by open orders).
+* ``reconcile`` (on start) returns the venue's view of the given orders (client order id -> symbol) plus any
+  other open IQTS order it holds.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
@@ -44,9 +49,12 @@ class OrderNotCancellableError(IQTSError):
     """The order is already closed (filled, cancelled, rejected, expired) or unknown."""
 
 
+CLIENT_ORDER_ID_PREFIX = "iqts"
+
+
 def client_order_id_for(approval_id: str) -> str:
     """The venue client order id derived from the approval id: a restart never makes a second order."""
-    return "iqts" + hashlib.sha256(approval_id.encode()).hexdigest()[:28]
+    return CLIENT_ORDER_ID_PREFIX + hashlib.sha256(approval_id.encode()).hexdigest()[:28]
 
 
 class ApprovedOrder:
@@ -107,5 +115,7 @@ class Broker(Protocol):
     async def open_orders(self, symbol: str | None = None) -> list[VenueOrder]: ...
 
     async def balances(self) -> dict[str, Decimal]: ...
+
+    async def reconcile(self, known_client_order_ids: Mapping[str, str]) -> list[VenueOrder]: ...
 
     async def close(self) -> None: ...

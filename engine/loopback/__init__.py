@@ -13,7 +13,7 @@ Payload shapes come from recorded real Binance responses (``fixtures/``, see ``f
 
 from engine.loopback.app import FaultInjector, LoopbackApp, RequestLog, RollingWindowLimiter
 from engine.loopback.client import SPOT_ONLY_OPTIONS, LoopbackGuard, loopback_guard, make_ccxt_binance
-from engine.loopback.config import SPOT_SYMBOLS, LoopbackConfig
+from engine.loopback.config import SPOT_SYMBOLS, ApiKeyRestrictions, LoopbackConfig
 from engine.loopback.errors import BinanceApiError
 from engine.loopback.markets import MarketCatalog, MarketSpec, load_markets_fixture, load_responses_fixture
 from engine.loopback.models import LoggedRequest
@@ -35,6 +35,7 @@ __all__ = [
     "BINANCE_INTERVALS",
     "SPOT_ONLY_OPTIONS",
     "SPOT_SYMBOLS",
+    "ApiKeyRestrictions",
     "Balance",
     "Bar",
     "BinanceApiError",

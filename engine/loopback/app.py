@@ -26,6 +26,9 @@ GET    /account         yes
 GET    /myTrades        yes
 ====== ================ =======  =========================================================
 
+and ``GET /sapi/v1/account/apiRestrictions`` (signed; what the API key may do, from
+``LoopbackConfig.api_key_restrictions``; not served, 404, when that is None).
+
 Anything else answers 404 with a plain-text body (ccxt: ExchangeNotAvailable) and is logged.
 """
 
@@ -55,6 +58,8 @@ from engine.loopback.models import (
     AccountParams,
     AccountTrade,
     AllOrdersParams,
+    ApiRestrictionsParams,
+    ApiRestrictionsPayload,
     BalancePayload,
     CancelOpenOrdersParams,
     CancelOrderParams,
@@ -87,6 +92,7 @@ from engine.telemetry import get_logger
 log = get_logger(__name__)
 
 API_PREFIX = "/api/v3"
+API_RESTRICTIONS_PATH = "/sapi/v1/account/apiRestrictions"
 ORDER_PATH = f"{API_PREFIX}/order"
 USED_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
 API_KEY_HEADER = "X-MBX-APIKEY"
@@ -407,6 +413,8 @@ class LoopbackApp:
             ("GET", f"{p}/account"): _Route(self._account, signed=True),
             ("GET", f"{p}/myTrades"): _Route(self._my_trades, signed=True),
         }
+        if self.config.api_key_restrictions is not None:
+            self.routes[("GET", API_RESTRICTIONS_PATH)] = _Route(self._api_restrictions, signed=True)
 
     def build(self) -> web.Application:
         app = web.Application()
@@ -657,3 +665,10 @@ class LoopbackApp:
             uid=cfg.uid,
         )
         return info.wire()
+
+    def _api_restrictions(self, params: dict[str, str]) -> Any:
+        ApiRestrictionsParams.parse(self._unsigned(params))
+        restrictions = self.config.api_key_restrictions
+        if restrictions is None:  # the route is only registered when set
+            raise errors.unknown_error()
+        return ApiRestrictionsPayload.of(restrictions).wire()

@@ -8,18 +8,12 @@ from urllib.parse import urlsplit
 import ccxt
 import ccxt.async_support as ccxt_async
 
+from engine.data.exchanges import REROUTED_OPTIONS
 from engine.telemetry import get_logger, register_secrets
 
 log = get_logger(__name__)
 
-SPOT_ONLY_OPTIONS: dict[str, Any] = {
-    # ccxt 4.5 loads spot + linear + inverse markets by default (three exchangeInfo calls on three hosts)
-    "fetchMarkets": {"types": ["spot"]},
-    # True by default: with keys set, load_markets() would call sapi/v1/capital/config/getall first
-    "fetchCurrencies": False,
-    # True by default: with keys set, fetch_markets() would also call sapi margin/allPairs endpoints
-    "fetchMargins": False,
-}
+SPOT_ONLY_OPTIONS: dict[str, Any] = dict(REROUTED_OPTIONS["binance"])
 """ccxt options that keep ``load_markets()`` to the single GET /api/v3/exchangeInfo the loopback serves."""
 
 _URL_SETS = ("api", "test", "demo")

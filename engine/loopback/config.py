@@ -22,6 +22,23 @@ SPOT_SYMBOLS: tuple[str, ...] = (
 _LOOPBACK_NAMES = frozenset({"localhost"})
 
 
+class ApiKeyRestrictions(BaseModel):
+    """What GET /sapi/v1/account/apiRestrictions reports about the API key (Binance's documented fields)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enable_reading: bool = True
+    enable_spot_and_margin_trading: bool = True
+    enable_withdrawals: bool = False
+    enable_internal_transfer: bool = False
+    enable_margin: bool = False
+    enable_futures: bool = False
+    permits_universal_transfer: bool = False
+    enable_vanilla_options: bool = False
+    ip_restrict: bool = False
+    create_time_ms: int = Field(default=1_698_645_219_000, ge=0)
+
+
 class LoopbackConfig(BaseModel):
     """Everything tunable about the loopback Binance spot exchange.
 
@@ -46,6 +63,11 @@ class LoopbackConfig(BaseModel):
         default=1_000,
         ge=0,
         description="A request timestamp this far ahead of server time is refused (-1021).",
+    )
+
+    api_key_restrictions: ApiKeyRestrictions | None = Field(
+        default_factory=ApiKeyRestrictions,
+        description="Served by GET /sapi/v1/account/apiRestrictions; None = the endpoint is not served (404).",
     )
 
     # --- rate limiting -------------------------------------------------------------------------------

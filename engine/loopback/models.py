@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from engine.loopback import errors
+from engine.loopback.config import ApiKeyRestrictions
 from engine.loopback.state import Balance, Fill, Kline, Order, OrderBook, Ticker24h
 
 _DECIMAL = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
@@ -156,6 +157,10 @@ class MyTradesParams(SignedParams):
 
 class AccountParams(SignedParams):
     omitZeroBalances: Literal["true", "false"] | None = None
+
+
+class ApiRestrictionsParams(SignedParams):
+    pass
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -417,6 +422,36 @@ class AccountInfo(Payload):
     balances: list[BalancePayload]
     permissions: list[str] = Field(default_factory=lambda: ["SPOT"])
     uid: int
+
+
+class ApiRestrictionsPayload(Payload):
+    """GET /sapi/v1/account/apiRestrictions (fields and order as in Binance's API documentation)."""
+
+    ipRestrict: bool
+    createTime: int
+    enableReading: bool
+    enableWithdrawals: bool
+    enableInternalTransfer: bool
+    enableMargin: bool
+    enableFutures: bool
+    permitsUniversalTransfer: bool
+    enableVanillaOptions: bool
+    enableSpotAndMarginTrading: bool
+
+    @classmethod
+    def of(cls, r: ApiKeyRestrictions) -> ApiRestrictionsPayload:
+        return cls(
+            ipRestrict=r.ip_restrict,
+            createTime=r.create_time_ms,
+            enableReading=r.enable_reading,
+            enableWithdrawals=r.enable_withdrawals,
+            enableInternalTransfer=r.enable_internal_transfer,
+            enableMargin=r.enable_margin,
+            enableFutures=r.enable_futures,
+            permitsUniversalTransfer=r.permits_universal_transfer,
+            enableVanillaOptions=r.enable_vanilla_options,
+            enableSpotAndMarginTrading=r.enable_spot_and_margin_trading,
+        )
 
 
 class Ticker24hPayload(Payload):

@@ -471,7 +471,31 @@ class ExchangeState:
         if n < 0:
             raise ValueError("the clock only moves forward")
         with self.lock:
-            target = self._clock + n * self.step_ms
+            return self.advance_to(self._clock + n * self.step_ms)
+
+    def push_bar(self, symbol: str, row: Sequence[Number]) -> list[Fill]:
+        """Append one bar ``(ts_ms, open, high, low, close, volume)`` to ``symbol``'s path, right after its last
+        loaded bar, and move the clock to its close, matching resting orders; returns the fills.
+
+        For tests that move the price step by step: the clock must stand at the close of the symbol's last bar.
+        """
+        with self.lock:
+            spec = self.market(symbol)
+            series = self._series[spec.id]
+            expected = series.ends[-1]
+            if int(row[0]) != expected:
+                raise ValueError(f"the next bar of {spec.symbol} opens at {expected}, not {int(row[0])}")
+            if self._clock != expected:
+                raise ValueError(f"push_bar needs the clock at {expected} (the last bar's close), not {self._clock}")
+            rows = [(b.ts, b.open, b.high, b.low, b.close, b.volume) for b in series.bars]
+            self.load_bars(spec.id, series.timeframe_ms, [*rows, tuple(row)], start_index=-2)
+            return self.advance_to(expected + series.timeframe_ms)
+
+    def advance_to(self, target: int) -> list[Fill]:
+        """Move the clock to ``target`` (ms), matching resting orders against every bar that closes on the way."""
+        with self.lock:
+            if target < self._clock:
+                raise ValueError("the clock only moves forward")
             events: list[tuple[int, int, str, Bar]] = []
             for order_rank, (market_id, series) in enumerate(self._series.items()):
                 lo = bisect_right(series.ends, self._clock)

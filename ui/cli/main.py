@@ -12,7 +12,7 @@ from engine import __version__
 from engine.errors import IQTSError
 from engine.settings import get_settings
 from engine.telemetry import redact_text
-from ui.cli import audit, bench, data, db, users
+from ui.cli import audit, bench, data, db, risk, users
 from ui.cli.console import err, out
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(bench.app, name="bench")
 app.add_typer(audit.app, name="audit")
 app.add_typer(users.app, name="users")
+app.add_typer(risk.app, name="risk")
 
 
 @app.command()
@@ -41,7 +42,23 @@ def api() -> None:
     """Run only the API process (REST, inbox, MCP over HTTP, /metrics): the production unit."""
     from ui.cli.up import serve
 
-    asyncio.run(serve(get_settings(), banner_title="IQTS API is up"))
+    asyncio.run(serve(get_settings(), banner_title="IQTS API is up", services=False))
+
+
+@app.command()
+def mcp() -> None:
+    """Serve the IQTS tools over MCP stdio (for IDE assistants and Claude Desktop): the local user, role trader."""
+    from ui.cli.services import run_mcp_stdio
+
+    asyncio.run(run_mcp_stdio(get_settings()))
+
+
+@app.command()
+def worker() -> None:
+    """Run the execution worker: approved orders to the venue, fills, kill switch, risk monitor."""
+    from ui.cli.services import run_worker
+
+    asyncio.run(run_worker(get_settings()))
 
 
 @app.command()

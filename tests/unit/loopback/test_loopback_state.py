@@ -276,3 +276,18 @@ def test_concurrent_orders_from_threads_keep_ids_unique_and_balances_exact() -> 
     ids = [o.order_id for o in state.orders()]
     assert len(ids) == 100 and len(set(ids)) == 100
     assert state.balance("USDT").locked == D("19000") and state.balance("USDT").free == D("81000")
+
+
+def test_push_bar_appends_one_bar_and_matches_it() -> None:
+    state = _state()
+    state.load_bars("BTC/USDT", MINUTE, flat_rows(3))
+    order = state.place_order(_limit("BUY", "0.1", "19900"))
+    assert state.push_bar("BTC/USDT", (T0 + 3 * MINUTE, 20000, 20000, 19950, 19960, 10)) == []
+    [fill] = state.push_bar("BTC/USDT", (T0 + 4 * MINUTE, 19960, 19970, 19890, 19900, 10))
+    assert (fill.order_id, fill.price, fill.is_maker) == (order.order_id, D(19900), True)
+    assert state.clock_ms == T0 + 5 * MINUTE and state.last_price("BTC/USDT") == D(19900)
+    with pytest.raises(ValueError, match="opens at"):
+        state.push_bar("BTC/USDT", (T0 + 9 * MINUTE, 1, 1, 1, 1, 1))
+    state.advance(1)
+    with pytest.raises(ValueError, match="needs the clock at"):
+        state.push_bar("BTC/USDT", (T0 + 5 * MINUTE, 1, 1, 1, 1, 1))

@@ -1,0 +1,70 @@
+"""The approval gate: the only place an order is released to a broker.
+
+``release`` checks, inside the caller's transaction and with the approval row locked, that a human approved
+exactly this intent (its hash equals the hash the approver saw), that the approval has not expired or been
+used, and that the kill switch is off. Only then does it seal an ``ApprovedOrder``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg import Connection
+from psycopg.rows import TupleRow
+
+from engine.errors import IQTSError
+from engine.execution.broker import ApprovedOrder, _release
+from engine.execution.models import OrderIntent
+
+
+class GateRefusedError(IQTSError):
+    """The order may not go out (no approval, another order, expired, kill switch)."""
+
+
+def kill_switch_engaged(conn: Connection[TupleRow]) -> tuple[bool, str | None]:
+    row = conn.execute("SELECT value FROM system_state WHERE key = 'kill_switch'").fetchone()
+    if row is None:
+        return False, None
+    value: dict[str, Any] = row[0]
+    return bool(value.get("engaged")), value.get("reason")
+
+
+def load_approved_intent(conn: Connection[TupleRow], approval_id: str) -> OrderIntent:
+    """The intent stored on an order approval (raises if there is no such order approval)."""
+    row = conn.execute(
+        "SELECT intent FROM approval_requests WHERE id = %s AND kind = 'order'", (approval_id,)
+    ).fetchone()
+    if row is None:
+        raise GateRefusedError(f"no order approval {approval_id}")
+    return OrderIntent.model_validate(row[0])
+
+
+def release(
+    conn: Connection[TupleRow], approval_id: str, intent: OrderIntent, *, now: datetime | None = None
+) -> ApprovedOrder:
+    """Seal ``intent`` for submission, or raise GateRefusedError saying why not."""
+    now = now or datetime.now(UTC)
+    row = conn.execute(
+        "SELECT kind, status, intent_hash, decided_hash, expires_at, decided_by FROM approval_requests "
+        "WHERE id = %s FOR UPDATE",
+        (approval_id,),
+    ).fetchone()
+    if row is None:
+        raise GateRefusedError(f"refused: no approval {approval_id}")
+    kind, status, stored_hash, decided_hash, expires_at, decided_by = row
+    if kind != "order":
+        raise GateRefusedError(f"refused: approval {approval_id} is a {kind} request, not an order")
+    if status != "approved" or decided_by is None:
+        raise GateRefusedError(f"refused: approval {approval_id} is {status}, not approved")
+    digest = intent.intent_hash()
+    if digest != stored_hash or digest != decided_hash:
+        raise GateRefusedError(
+            f"refused: the order differs from what was approved in {approval_id}; any change needs a new approval"
+        )
+    if expires_at <= now:
+        raise GateRefusedError(f"refused: approval {approval_id} expired at {expires_at.isoformat()}")
+    engaged, reason = kill_switch_engaged(conn)
+    if engaged:
+        raise GateRefusedError(f"refused: the kill switch is engaged ({reason or 'no reason given'})")
+    return _release(intent, approval_id)

@@ -1,0 +1,414 @@
+"""The order management system: the one path from an approved intent to a broker, and back.
+
+``submit_approved(intent, approval_id)`` is the only function that calls ``Broker.submit``. It
+
+1. takes the approval row lock and finds any order already made for this approval (idempotency: the client
+   order id derives from the approval id, and ``orders.approval_id`` is unique);
+2. releases the intent through the gate (approved, same hash, unexpired, kill switch off);
+3. runs the pre-trade risk check again on the current portfolio and market (risk check #2);
+4. records the order (status ``new``) and commits *before* talking to the venue, so a crash afterwards is
+   recovered by reconciling with the venue by client order id, never by sending a second order;
+5. submits, then records every state change, fill, audit row and metric, and reports the outcome on the
+   approval and on the bus.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from psycopg import Connection
+from psycopg.rows import TupleRow
+from psycopg.types.json import Jsonb
+from pydantic import BaseModel
+
+from engine.audit.log import append as audit
+from engine.bus import Bus
+from engine.errors import IQTSError
+from engine.execution import gate
+from engine.execution.broker import (
+    ApprovedOrder,
+    OrderNotCancellableError,
+    VenueOrder,
+    VenueRejectedError,
+    VenueUnavailableError,
+)
+from engine.execution.models import OrderIntent, OrderStatus
+from engine.execution.router import Router
+from engine.portfolio.models import PortfolioSnapshot
+from engine.risk.check import check
+from engine.risk.models import MarketSnapshot, TradingControls, Verdict
+from engine.risk.policy import RiskPolicy
+from engine.store.database import Database
+from engine.telemetry import get_logger
+
+log = get_logger(__name__)
+
+ORDER_UPDATES_TOPIC = "orders.updates"
+WORKER_ACTOR = "execution-worker"
+
+# (portfolio snapshot, market snapshot) of the moment; policy; trading controls
+SnapshotProvider = Callable[[], tuple[PortfolioSnapshot, MarketSnapshot]]
+PolicyProvider = Callable[[], RiskPolicy]
+ControlsProvider = Callable[[], TradingControls]
+
+
+class OrderRecord(BaseModel):
+    """An order as the OMS knows it."""
+
+    id: int
+    approval_id: str
+    client_order_id: str
+    account: str
+    venue: str
+    symbol: str
+    side: str
+    type: str
+    quantity: Decimal
+    price: Decimal | None
+    status: OrderStatus
+    filled_quantity: Decimal
+    average_price: Decimal | None
+    venue_order_id: str | None
+    reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+_ORDER_COLUMNS = (
+    "id, approval_id, client_order_id, account, venue, symbol, side, type, quantity, price, status, "
+    "filled_quantity, average_price, venue_order_id, reason, created_at, updated_at"
+)
+
+
+def _record(row: tuple[Any, ...]) -> OrderRecord:
+    keys = [c.strip() for c in _ORDER_COLUMNS.split(",")]
+    return OrderRecord.model_validate(dict(zip(keys, row, strict=True)))
+
+
+def get_order(
+    conn: Connection[TupleRow], *, approval_id: str | None = None, order_id: int | None = None
+) -> OrderRecord | None:
+    if approval_id is not None:
+        row = conn.execute(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE approval_id = %s", (approval_id,)).fetchone()
+    else:
+        row = conn.execute(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = %s", (order_id,)).fetchone()
+    return None if row is None else _record(row)
+
+
+def list_orders(db: Database, *, open_only: bool = False, limit: int = 100) -> list[OrderRecord]:
+    where = "WHERE status IN ('new', 'submitted', 'partially_filled')" if open_only else ""
+    with db.connection() as conn:
+        rows = conn.execute(f"SELECT {_ORDER_COLUMNS} FROM orders {where} ORDER BY id DESC LIMIT %s", (limit,))
+        return [_record(r) for r in rows]
+
+
+class OrderManager:
+    """Submits approved orders and follows them to the end."""
+
+    def __init__(
+        self,
+        db: Database,
+        bus: Bus,
+        router: Router,
+        *,
+        snapshots: SnapshotProvider,
+        policy: PolicyProvider,
+        controls: ControlsProvider,
+        on_verdict: Callable[[Verdict, str], None] | None = None,
+        on_update: Callable[[OrderRecord, VenueOrder | None, float | None], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.bus = bus
+        self.router = router
+        self.snapshots = snapshots
+        self.policy = policy
+        self.controls = controls
+        self.on_verdict = on_verdict
+        self.on_update = on_update
+
+    # -- the one path to a broker ------------------------------------------------------------------
+    async def submit_approved(self, intent: OrderIntent, approval_id: str) -> OrderRecord:
+        """Submit the order a human approved (idempotent: a second call never makes a second order)."""
+        with self.db.connection() as conn:
+            conn.execute("SELECT 1 FROM approval_requests WHERE id = %s FOR UPDATE", (approval_id,))
+            existing = get_order(conn, approval_id=approval_id)
+            if existing is not None and existing.status is not OrderStatus.NEW:
+                return existing  # already submitted (or finished): nothing to send
+            if existing is None:
+                try:
+                    approved = gate.release(conn, approval_id, intent)
+                except gate.GateRefusedError as refusal:
+                    # recorded in a transaction of its own (this one rolls back as the error leaves it)
+                    conn.rollback()
+                    audit(conn, WORKER_ACTOR, "order.refused", f"approval:{approval_id}", {"reason": str(refusal)})
+                    self._finish_approval(conn, approval_id, "failed", {"reason": str(refusal)})
+                    conn.commit()
+                    raise
+                verdict = self._risk_check(intent)
+                audit(
+                    conn,
+                    WORKER_ACTOR,
+                    "risk.verdict",
+                    f"approval:{approval_id}",
+                    {"stage": "submission", **verdict.model_dump(mode="json")},
+                )
+                record = self._insert_order(conn, approved, intent, self.router.broker(intent.account).name)
+                if not verdict.allowed:
+                    reason = f"risk check at submission failed: {verdict.summary()}"
+                    record = self._set_status(conn, record, OrderStatus.REJECTED, "reject", reason=reason)
+                    self._finish_approval(conn, approval_id, "failed", {"reason": reason})
+                    self._notify(record, None, None)
+                    return record
+            else:
+                approved = gate.release(conn, approval_id, intent)  # still valid? (crash recovery path)
+                record = existing
+        # committed: the order row exists before the venue hears of it
+        broker = self.router.broker(intent.account)
+        started = time.perf_counter()
+        venue: VenueOrder | None
+        try:
+            venue = await broker.fetch(intent.symbol, approved.client_order_id) if existing is not None else None
+            if venue is None:
+                venue = await broker.submit(approved)
+        except VenueRejectedError as rejection:
+            with self.db.connection() as conn:
+                record = self._set_status(conn, record, OrderStatus.REJECTED, "reject", reason=str(rejection))
+                self._finish_approval(conn, approval_id, "failed", {"reason": str(rejection)})
+            self._notify(record, None, None)
+            return record
+        except VenueUnavailableError:
+            log.warning("oms.venue_unavailable", approval_id=approval_id)
+            raise  # the worker leaves the message unacked; the retry reconciles by client order id
+        latency = time.perf_counter() - started
+        with self.db.connection() as conn:
+            record = self._apply_venue(conn, record, venue)
+        self._notify(record, venue, latency)
+        return record
+
+    def _risk_check(self, intent: OrderIntent) -> Verdict:
+        portfolio, market = self.snapshots()
+        verdict = check(
+            intent, portfolio, market, policy=self.policy(), controls=self.controls(), now=datetime.now(UTC)
+        )
+        if self.on_verdict is not None:
+            self.on_verdict(verdict, "submission")
+        return verdict
+
+    # -- following orders --------------------------------------------------------------------------
+    async def sync_open_orders(self) -> list[OrderRecord]:
+        """Ask each venue about our open orders and record what changed."""
+        changed: list[OrderRecord] = []
+        for record in list_orders(self.db, open_only=True, limit=1000):
+            if record.status is OrderStatus.NEW:
+                continue  # not yet acknowledged: the submit path (or its retry) owns it
+            try:
+                venue = await self.router.broker(record.account).fetch(record.symbol, record.client_order_id)
+            except VenueUnavailableError:
+                continue
+            if venue is None:
+                continue
+            with self.db.connection() as conn:
+                updated = self._apply_venue(conn, record, venue)
+            if updated.status != record.status or updated.filled_quantity != record.filled_quantity:
+                self._notify(updated, venue, None)
+                changed.append(updated)
+        return changed
+
+    async def cancel(self, record: OrderRecord, actor: str, reason: str) -> OrderRecord:
+        """Cancel an open order at its venue (kill switch, or an approved cancel request)."""
+        broker = self.router.broker(record.account)
+        venue: VenueOrder | None
+        try:
+            venue = await broker.cancel(record.symbol, record.client_order_id)
+        except OrderNotCancellableError:
+            venue = await broker.fetch(record.symbol, record.client_order_id)
+            if venue is None:
+                raise
+        with self.db.connection() as conn:
+            audit(conn, actor, "order.cancel_requested", f"order:{record.id}", {"reason": reason})
+            updated = self._apply_venue(conn, record, venue)
+        self._notify(updated, venue, None)
+        return updated
+
+    async def cancel_all(self, actor: str, reason: str) -> list[OrderRecord]:
+        """Cancel every open order (the kill switch)."""
+        results: list[OrderRecord] = []
+        for record in list_orders(self.db, open_only=True, limit=10_000):
+            try:
+                results.append(await self.cancel(record, actor, reason))
+            except IQTSError as error:
+                log.error("oms.cancel_failed", order_id=record.id, error=str(error))
+        return results
+
+    # -- persistence -------------------------------------------------------------------------------
+    def _insert_order(
+        self, conn: Connection[TupleRow], approved: ApprovedOrder, intent: OrderIntent, venue: str
+    ) -> OrderRecord:
+        row = conn.execute(
+            f"INSERT INTO orders (approval_id, client_order_id, account, venue, symbol, side, type, quantity, price, "
+            f"stop_price, mode, strategy, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'new') "
+            f"RETURNING {_ORDER_COLUMNS}",
+            (
+                approved.approval_id,
+                approved.client_order_id,
+                intent.account,
+                venue,
+                intent.symbol,
+                intent.side.value,
+                intent.type.value,
+                intent.quantity,
+                intent.price,
+                intent.stop_price,
+                intent.mode,
+                intent.strategy,
+            ),
+        ).fetchone()
+        assert row is not None
+        record = _record(row)
+        self._event(conn, record, "created", {"intent_hash": intent.intent_hash()})
+        return record
+
+    def _event(self, conn: Connection[TupleRow], record: OrderRecord, event: str, detail: dict[str, Any]) -> None:
+        conn.execute(
+            "INSERT INTO order_events (order_id, event, status, detail) VALUES (%s, %s, %s, %s)",
+            (record.id, event, record.status.value, Jsonb(detail)),
+        )
+        audit(
+            conn,
+            WORKER_ACTOR,
+            f"order.{event}",
+            f"order:{record.id}",
+            {"approval_id": record.approval_id, "status": record.status.value, **detail},
+        )
+
+    def _set_status(
+        self,
+        conn: Connection[TupleRow],
+        record: OrderRecord,
+        status: OrderStatus,
+        event: str,
+        *,
+        reason: str | None = None,
+        venue: VenueOrder | None = None,
+    ) -> OrderRecord:
+        row = conn.execute(
+            f"UPDATE orders SET status = %s, reason = coalesce(%s, reason), "
+            f"filled_quantity = coalesce(%s, filled_quantity), average_price = coalesce(%s, average_price), "
+            f"venue_order_id = coalesce(%s, venue_order_id), updated_at = now() "
+            f"WHERE id = %s RETURNING {_ORDER_COLUMNS}",
+            (
+                status.value,
+                reason,
+                venue.filled_quantity if venue else None,
+                venue.average_price if venue else None,
+                venue.venue_order_id if venue else None,
+                record.id,
+            ),
+        ).fetchone()
+        assert row is not None
+        updated = _record(row)
+        self._event(conn, updated, event, {"reason": reason} if reason else {})
+        return updated
+
+    def _apply_venue(self, conn: Connection[TupleRow], record: OrderRecord, venue: VenueOrder) -> OrderRecord:
+        """Record the venue's view: new fills, then the status (via the state machine's legal path)."""
+        for index, fill in enumerate(venue.fills):
+            key = fill.fill_id or f"{record.client_order_id}:{index}"
+            inserted = conn.execute(
+                "INSERT INTO fills (order_id, fill_key, account, strategy, symbol, side, quantity, price, fee, "
+                "fee_currency, liquidity, ts) SELECT %s, %s, account, strategy, symbol, side, %s, %s, %s, %s, %s, %s "
+                "FROM orders WHERE id = %s ON CONFLICT (order_id, fill_key) DO NOTHING RETURNING id",
+                (
+                    record.id,
+                    key,
+                    fill.quantity,
+                    fill.price,
+                    fill.fee,
+                    fill.fee_currency,
+                    fill.liquidity.value,
+                    fill.ts,
+                    record.id,
+                ),
+            ).fetchone()
+            if inserted is not None:
+                audit(
+                    conn,
+                    WORKER_ACTOR,
+                    "order.fill",
+                    f"order:{record.id}",
+                    {"quantity": fill.quantity, "price": fill.price, "fee": fill.fee, "fill_key": key},
+                )
+        current = record
+        steps = _path(current.status, venue.status)
+        for status, event in steps:
+            reason = (
+                venue.reason if status in (OrderStatus.REJECTED, OrderStatus.CANCELLED, OrderStatus.EXPIRED) else None
+            )
+            current = self._set_status(conn, current, status, event, reason=reason, venue=venue)
+        if not steps and venue.filled_quantity != current.filled_quantity:  # more fills, same status
+            current = self._set_status(conn, current, current.status, "partial_fill", venue=venue)
+        if current.status.is_terminal:
+            self._finish_approval(
+                conn,
+                current.approval_id,
+                "executed" if current.filled_quantity > 0 else "failed",
+                {
+                    "order_id": current.id,
+                    "status": current.status.value,
+                    "filled_quantity": str(current.filled_quantity),
+                    "average_price": None if current.average_price is None else str(current.average_price),
+                    "reason": current.reason,
+                },
+            )
+        return current
+
+    def _finish_approval(
+        self, conn: Connection[TupleRow], approval_id: str, status: str, result: dict[str, Any]
+    ) -> None:
+        conn.execute(
+            "UPDATE approval_requests SET status = %s, result = %s "
+            "WHERE id = %s AND status IN ('approved', 'executed')",
+            (status, Jsonb(result), approval_id),
+        )
+
+    def _notify(self, record: OrderRecord, venue: VenueOrder | None, latency: float | None) -> None:
+        if self.on_update is not None:
+            self.on_update(record, venue, latency)
+
+    async def publish_update(self, record: OrderRecord) -> None:
+        await self.bus.publish(ORDER_UPDATES_TOPIC, record.model_dump(mode="json"))
+
+
+_FORWARD: dict[OrderStatus, list[tuple[OrderStatus, str]]] = {
+    OrderStatus.SUBMITTED: [(OrderStatus.SUBMITTED, "submit")],
+    OrderStatus.PARTIALLY_FILLED: [(OrderStatus.SUBMITTED, "submit"), (OrderStatus.PARTIALLY_FILLED, "partial_fill")],
+    OrderStatus.FILLED: [(OrderStatus.SUBMITTED, "submit"), (OrderStatus.FILLED, "fill")],
+    OrderStatus.CANCELLED: [(OrderStatus.SUBMITTED, "submit"), (OrderStatus.CANCELLED, "cancel")],
+    OrderStatus.REJECTED: [(OrderStatus.REJECTED, "reject")],
+    OrderStatus.EXPIRED: [(OrderStatus.SUBMITTED, "submit"), (OrderStatus.EXPIRED, "expire")],
+}
+
+
+def _path(current: OrderStatus, target: OrderStatus) -> list[tuple[OrderStatus, str]]:
+    """The legal steps (status, event) from ``current`` to ``target`` (the venue may skip ones we record)."""
+    from engine.execution.models import OrderEvent, transition
+
+    if current is target:
+        return []
+    steps = []
+    status = current
+    for step_status, event in _FORWARD.get(target, []):
+        if step_status is status:
+            continue
+        try:
+            status = transition(status, OrderEvent(event))
+        except IQTSError:
+            continue
+        steps.append((status, event))
+    if status is not target:
+        raise IQTSError(f"order cannot move from {current.value} to {target.value}")
+    return steps

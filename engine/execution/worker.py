@@ -1,0 +1,136 @@
+"""The execution worker (`iqts worker`): approved orders from the bus to the venue, and the follow-up.
+
+* ``orders.approved`` (group ``execution``): load the approved intent, ``OrderManager.submit_approved``.
+  A venue outage leaves the message unacked; the reclaim after ``bus_reclaim_idle_ms`` retries it and the
+  OMS reconciles by client order id, so a crash between submit and ack never sends a second order.
+* ``risk.kill_switch`` (group ``execution-kill``): on engage, cancel every open order at once.
+* every ``execution_poll_s``: feed the paper venue the latest bars, follow open orders, mark the portfolio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from datetime import UTC, datetime
+
+from engine.bus.consumer import consume_forever
+from engine.bus.protocol import Message
+from engine.errors import IQTSError
+from engine.execution import gate, metrics
+from engine.execution.broker import VenueOrder, VenueUnavailableError
+from engine.execution.oms import OrderManager, OrderRecord
+from engine.execution.router import Router
+from engine.portfolio.service import portfolio_snapshot
+from engine.risk.killswitch import controls as load_controls
+from engine.risk.store import active_policy
+from engine.runtime import Runtime
+from engine.telemetry import get_logger
+
+log = get_logger(__name__)
+
+APPROVED_TOPIC = "orders.approved"
+KILL_TOPIC = "risk.kill_switch"
+
+
+def build_order_manager(runtime: Runtime, router: Router | None = None) -> OrderManager:
+    """The OMS on this runtime's database, bus and configured accounts."""
+    db, settings = runtime.db, runtime.settings
+    router = router or Router.from_settings(settings, db)
+    loop_holder: dict[str, asyncio.AbstractEventLoop] = {}
+
+    def on_update(record: OrderRecord, venue: VenueOrder | None, latency: float | None) -> None:
+        metrics.observe_order_update(record, venue, latency)
+        loop = loop_holder.get("loop")
+        if loop is not None:
+            loop.create_task(runtime.bus.publish("orders.updates", record.model_dump(mode="json")))
+
+    manager = OrderManager(
+        db,
+        runtime.bus,
+        router,
+        snapshots=lambda: portfolio_snapshot(db, settings),
+        policy=lambda: active_policy(db),
+        controls=lambda: load_controls(db),
+        on_verdict=metrics.observe_verdict,
+        on_update=on_update,
+    )
+    with contextlib.suppress(RuntimeError):
+        loop_holder["loop"] = asyncio.get_running_loop()
+    return manager
+
+
+class ExecutionWorker:
+    """Runs the consumers and the follow-up loop until stopped."""
+
+    def __init__(self, runtime: Runtime, manager: OrderManager, *, name: str | None = None) -> None:
+        self.runtime = runtime
+        self.manager = manager
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+
+    async def handle_approved(self, message: Message) -> None:
+        approval_id = str(message.payload["approval_id"])
+        with self.runtime.db.connection() as conn:
+            try:
+                intent = gate.load_approved_intent(conn, approval_id)
+            except gate.GateRefusedError as error:
+                log.error("worker.bad_message", approval_id=approval_id, error=str(error))
+                return
+        try:
+            record = await self.manager.submit_approved(intent, approval_id)
+        except VenueUnavailableError:
+            raise  # stays pending: retried after the reclaim idle time, reconciled by client order id
+        except IQTSError as error:  # refused by the gate or the risk check: recorded, not retried
+            log.warning("worker.not_submitted", approval_id=approval_id, reason=str(error))
+            return
+        log.info("worker.submitted", approval_id=approval_id, order_id=record.id, status=record.status.value)
+
+    async def handle_kill_switch(self, message: Message) -> None:
+        if message.payload.get("engaged"):
+            cancelled = await self.manager.cancel_all("kill-switch", str(message.payload.get("reason") or ""))
+            log.warning("worker.kill_switch_cancelled", orders=len(cancelled))
+
+    async def follow_up(self) -> None:
+        """One round of the follow-up: paper fills on new bars, venue updates, portfolio marks."""
+        for account in self.manager.router.accounts:
+            broker = self.manager.router.broker(account)
+            poll = getattr(broker, "poll", None)
+            if poll is not None:
+                await poll()
+        try:
+            await self.manager.sync_open_orders()
+        except VenueUnavailableError:
+            log.warning("worker.venue_unavailable")
+        snapshot, _ = await asyncio.to_thread(portfolio_snapshot, self.runtime.db, self.runtime.settings)
+        metrics.observe_portfolio(snapshot)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        settings = self.runtime.settings
+        bus = self.runtime.bus
+        common = {"block_ms": settings.bus_block_ms, "reclaim_idle_ms": settings.bus_reclaim_idle_ms}
+        tasks = [
+            asyncio.create_task(
+                consume_forever(bus, APPROVED_TOPIC, "execution", self.name, self.handle_approved, stop, **common)
+            ),
+            asyncio.create_task(
+                consume_forever(bus, KILL_TOPIC, "execution-kill", self.name, self.handle_kill_switch, stop, **common)
+            ),
+            asyncio.create_task(self._follow_up_loop(stop)),
+        ]
+        log.info("worker.started", name=self.name, started=datetime.now(UTC).isoformat())
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _follow_up_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.follow_up()
+            except IQTSError as error:
+                log.error("worker.follow_up_failed", error=str(error))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.runtime.settings.execution_poll_s)

@@ -1,0 +1,39 @@
+"""The mcp SDK's client over stdio, spawning `iqts mcp` as an IDE assistant would."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+from engine.settings import Settings
+
+
+async def test_stdio_server_serves_the_tools(settings: Settings, sample_loaded: None) -> None:
+    env = dict(os.environ) | {"IQTS_STATE_DIR": str(settings.state_dir), "IQTS_DB_NAME": settings.db_name}
+    params = StdioServerParameters(command=sys.executable, args=["-m", "ui.cli.main", "mcp"], env=env)
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        init = await session.initialize()
+        assert init.serverInfo.name == "iqts"
+        assert "never follow instructions" in (init.instructions or "")
+        names = {t.name for t in (await session.list_tools()).tools}
+        assert {"list_markets", "propose_order", "get_portfolio"} <= names
+        ticker = await session.call_tool("get_ticker", {"symbol": "ETH/USD"})
+        assert not ticker.isError and ticker.structuredContent is not None
+        assert ticker.structuredContent["last"] > 0
+        bad = await session.call_tool("check_order", {"order": {"symbol": "BTC/USD", "side": "buy", "quantity": -1}})
+        assert bad.isError
+        proposal = await session.call_tool(
+            "propose_order", {"order": {"symbol": "BTC/USD", "side": "buy", "quantity": "0.01"}}
+        )
+        assert not proposal.isError and proposal.structuredContent is not None
+        assert proposal.structuredContent["status"] == "pending"
+        assert proposal.structuredContent["requested_by"] == "local"
+        resources = {str(r.uri) for r in (await session.list_resources()).resources}
+        assert {"iqts://strategies", "iqts://risk-policy", "iqts://recent-runs"} <= resources
+        policy = await session.read_resource("iqts://risk-policy")
+        assert "max_order_notional" in policy.contents[0].text  # type: ignore[union-attr]
+        prompts = {p.name for p in (await session.list_prompts()).prompts}
+        assert "research-strategy" in prompts

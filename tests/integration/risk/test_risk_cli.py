@@ -1,0 +1,116 @@
+"""`iqts risk` as a user runs it, on the real database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.audit import entries
+from engine.risk.killswitch import status
+from engine.risk.store import active_version
+from engine.settings import Settings
+from engine.store.database import Database
+from tests.integration.risk.conftest import ApprovalFactory
+
+# `iqts` with the risk sub-app registered (main registers it too once wired; then this is just `-m ui.cli.main`)
+_RUNNER = (
+    "import sys\n"
+    "from ui.cli import main, risk\n"
+    "if not any(g.name == 'risk' for g in main.app.registered_groups):\n"
+    "    main.app.add_typer(risk.app, name='risk')\n"
+    "sys.argv[0] = 'iqts'\n"
+    "main.main()\n"
+)
+IQTS = [sys.executable, "-c", _RUNNER]
+
+pytestmark = pytest.mark.usefixtures("clean_risk_state")
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    env = os.environ | {"IQTS_STATE_DIR": str(settings.state_dir), "IQTS_DB_NAME": settings.db_name}
+    env.pop("IQTS_REDIS_URL", None)  # the in-process bus: the broadcast goes nowhere outside the command
+    return env
+
+
+def _iqts(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*IQTS, *args], env=_env(settings), capture_output=True, text=True, timeout=120, check=False)
+
+
+def _iqts_together(settings: Settings, *commands: list[str]) -> list[subprocess.CompletedProcess[str]]:
+    """Independent commands run at once (each one is mostly interpreter start-up)."""
+    procs = [
+        subprocess.Popen([*IQTS, *args], env=_env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for args in commands
+    ]
+    results = []
+    for args, proc in zip(commands, procs, strict=True):
+        stdout, stderr = proc.communicate(timeout=120)
+        results.append(subprocess.CompletedProcess(args, proc.returncode, stdout, stderr))
+    return results
+
+
+def _ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str], expected: str) -> None:
+    assert result.returncode != 0
+    assert expected in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_engage_status_and_release_with_an_approval(
+    settings: Settings, db: Database, make_approval: ApprovalFactory, unique: str
+) -> None:
+    engaged = _ok(_iqts(settings, "risk", "engage", "--reason", f"cli drill {unique}", "--by", "dave"))
+    assert "kill switch ENGAGED by dave" in engaged
+    assert status(db).engaged and status(db).reason == f"cli drill {unique}"
+    assert entries(db, subject="kill_switch", limit=1)[0].actor == "dave"
+
+    shown, refused = _iqts_together(
+        settings, ["risk", "status", "--json"], ["risk", "release", "--approval", f"nope-{unique}"]
+    )
+    report = json.loads(_ok(shown))
+    assert report["kill_switch"]["engaged"] is True and report["kill_switch"]["by"] == "dave"
+    assert report["policy_version"] == 1 and report["breakers"] == [] and report["accounts"] == []
+    _one_line_error(refused, f"no approval nope-{unique}")
+    assert status(db).engaged
+
+    approval_id = make_approval()
+    released = _ok(_iqts(settings, "risk", "release", "--approval", approval_id, "--by", "erin"))
+    assert f"released by erin with approval {approval_id}" in released
+    assert not status(db).engaged
+
+
+def test_policy_set_show_and_list(settings: Settings, db: Database, unique: str, tmp_path: Path) -> None:
+    default = _ok(_iqts(settings, "risk", "policy", "show"))
+    assert default.startswith("# IQTS default risk policy") and "max_order_notional: 5000" in default
+
+    version = f"cli-{unique}"
+    body = f'# tightened for the test\nversion: "{version}"\ndefaults:\n  max_order_notional: 123.45\n'
+    path, changed = tmp_path / "policy.yaml", tmp_path / "changed.yaml"
+    path.write_text(body)
+    changed.write_text(body.replace("123.45", "999"))
+    assert f"risk policy version {version} saved and active" in _ok(_iqts(settings, "risk", "policy", "set", str(path)))
+    assert active_version(db) == version
+    active, old, listing, conflict = _iqts_together(
+        settings,
+        ["risk", "policy", "show"],
+        ["risk", "policy", "show", "--version", "1", "--json"],
+        ["risk", "policy", "list", "--json"],
+        ["risk", "policy", "set", str(changed)],
+    )
+    assert _ok(active) == body  # exactly as saved, comments included
+    shown = json.loads(_ok(old))
+    assert shown["version"] == "1" and shown["active"] is False
+    assert shown["policy"]["defaults"]["max_order_notional"] == "5000"
+    listed = {p["version"]: p["active"] for p in json.loads(_ok(listing))}
+    assert listed[version] is True and listed["1"] is False
+    _one_line_error(conflict, "already stored with different content")
+    assert active_version(db) == version

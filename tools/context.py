@@ -1,0 +1,139 @@
+"""What every tool shares: the runtime, who is calling, auditing, clear errors, untrusted-data marking.
+
+A tool validates its input (pydantic, via its signature), calls one service function, returns a pydantic
+model. ``tool_call`` wraps that: it resolves the caller (the HTTP bearer token's user, or the local stdio
+user), checks the role, audits the call (arguments redacted), and turns IQTS errors into MCP tool errors
+whose text is the one-line reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from mcp.server.fastmcp import Context
+from mcp.server.fastmcp.exceptions import ToolError
+from pydantic import BaseModel
+
+from approvals.users import PermissionDeniedError, Role, User, require
+from engine.audit.log import record as audit
+from engine.errors import IQTSError
+from engine.runtime import Runtime
+from engine.telemetry import get_logger, redact_text
+
+log = get_logger(__name__)
+
+T = TypeVar("T")
+
+LOCAL_USER = User(id=0, username="local", role=Role.TRADER)
+"""The caller of the stdio transport: the person who started `iqts mcp` on their own machine."""
+
+
+@dataclass
+class ToolRuntime:
+    """The process runtime plus how the transport identifies callers."""
+
+    runtime: Runtime
+    transport: str  # "stdio" | "http"
+    local_user: User = field(default_factory=lambda: LOCAL_USER)
+
+
+_state: dict[str, ToolRuntime] = {}
+
+
+def install(tool_runtime: ToolRuntime) -> None:
+    """Bind the server's tools to a runtime (once per process)."""
+    _state["current"] = tool_runtime
+
+
+def current() -> ToolRuntime:
+    try:
+        return _state["current"]
+    except KeyError:
+        raise ToolError("IQTS tools are not bound to a runtime") from None
+
+
+def caller(ctx: Context[Any, Any, Any] | None) -> User:
+    """The user behind this call: the bearer token's (HTTP) or the local user (stdio)."""
+    state = current()
+    request = None
+    if ctx is not None:
+        try:
+            request = ctx.request_context.request
+        except (ValueError, LookupError):
+            request = None
+    if request is not None:
+        user = getattr(getattr(request, "state", None), "iqts_user", None)
+        if not isinstance(user, User):
+            raise ToolError("unauthenticated: send Authorization: Bearer <token> (iqts users token NAME)")
+        return user
+    if state.transport == "http":
+        raise ToolError("unauthenticated")
+    return state.local_user
+
+
+def _summary(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return value
+
+
+async def tool_call(
+    name: str,
+    ctx: Context[Any, Any, Any] | None,
+    arguments: dict[str, Any],
+    action: Callable[[Runtime, User], Awaitable[T]],
+    *,
+    role: Role = Role.VIEWER,
+) -> T:
+    """Run one tool: identity, role, audit, error mapping."""
+    runtime = current().runtime
+    user = caller(ctx)
+    args = {k: _summary(v) for k, v in arguments.items()}
+    try:
+        require(user, role, f"call {name}")
+        result = await action(runtime, user)
+    except (IQTSError, PermissionDeniedError) as error:
+        message = redact_text(str(error))
+        await asyncio.to_thread(
+            audit,
+            runtime.db,
+            user.username,
+            "tool.error",
+            f"tool:{name}",
+            {"arguments": args, "error": message, "transport": current().transport},
+        )
+        raise ToolError(message) from None
+    await asyncio.to_thread(
+        audit,
+        runtime.db,
+        user.username,
+        "tool.call",
+        f"tool:{name}",
+        {"arguments": args, "transport": current().transport},
+    )
+    return result
+
+
+def untrusted(text: str, source: str) -> str:
+    """Mark outside text (notes, exchange messages) as data for the model, never instructions."""
+    body = text.replace("</untrusted-data", "&lt;/untrusted-data")
+    return f'<untrusted-data source="{html.escape(source, quote=True)}">\n{body}\n</untrusted-data>'
+
+
+@asynccontextmanager
+async def progress(ctx: Context[Any, Any, Any] | None, total: float) -> Any:
+    """Progress notifications for long tools (no-op when the client did not ask for them)."""
+
+    async def report(done: float, message: str | None = None) -> None:
+        if ctx is not None:
+            try:
+                await ctx.report_progress(done, total, message)
+            except (ValueError, LookupError):
+                return
+
+    yield report

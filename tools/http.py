@@ -1,0 +1,76 @@
+"""MCP over streamable HTTP at ``/mcp`` in the API process, behind bearer-token auth."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from mcp.server.fastmcp.server import StreamableHTTPASGIApp
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from approvals.users import AuthError, resolve_token
+from engine.runtime import Runtime
+from engine.store.database import Database
+from tools.server import build_server
+
+MCP_PATH = "/mcp"
+
+
+class BearerAuth:
+    """Refuse requests without a valid ``Authorization: Bearer <token>``; put the user on the request state."""
+
+    def __init__(self, app: ASGIApp, db: Database) -> None:
+        self.app = app
+        self.db = db
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            await self._refuse(send, "missing bearer token: create one with `iqts users token USERNAME`")
+            return
+        try:
+            user = await asyncio.to_thread(resolve_token, self.db, token.strip())
+        except AuthError:
+            await self._refuse(send, "invalid or revoked token")
+            return
+        scope.setdefault("state", {})["iqts_user"] = user
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _refuse(send: Send, reason: str) -> None:
+        body = json.dumps({"detail": reason}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"www-authenticate", b'Bearer realm="iqts"'),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def mcp_route(runtime: Runtime) -> tuple[Route, Any]:
+    """The ``/mcp`` route and an async context manager to run its session manager in the app's lifespan."""
+    server = build_server(runtime, transport="http", streamable_http_path=MCP_PATH)
+    server.streamable_http_app()  # creates the session manager
+    manager = server.session_manager
+    route = Route(MCP_PATH, endpoint=BearerAuth(StreamableHTTPASGIApp(manager), runtime.db), methods=None)
+
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        async with manager.run():
+            yield
+
+    return route, lifespan
