@@ -1,0 +1,67 @@
+"""`iqts kb` as a user runs it (the sub-app mounted the way ui/cli/main.py mounts the others), on the real database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from engine.settings import Settings
+
+# ui/cli/main.py registers sub-apps with add_typer; do the same here so errors go through main()'s one-line handler
+IQTS = [
+    sys.executable,
+    "-c",
+    "from ui.cli import main as m; from ui.cli import kb; m.app.add_typer(kb.app, name='kb'); m.main()",
+]
+
+
+def _iqts(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = os.environ | {"IQTS_STATE_DIR": str(settings.state_dir), "IQTS_DB_NAME": settings.db_name}
+    return subprocess.run([*IQTS, *args], env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_add_search_list_remove(settings: Settings, db: object, tmp_path: Path, unique: str) -> None:
+    folder = tmp_path / "strategies"
+    folder.mkdir()
+    doc = folder / f"grid-{unique}.md"
+    doc.write_text(
+        f"# Grid bot {unique}\n\n## Spacing\n\nPlace grid{unique} orders every 0.5% between 60k and 70k.\n",
+        encoding="utf-8",
+    )
+    added = _iqts(settings, "kb", "add", str(folder), "--json")
+    assert added.returncode == 0, added.stderr
+    report = json.loads(added.stdout)
+    assert (report["added"], report["documents"][0]["kind"]) == (1, "strategy")
+
+    found = _iqts(settings, "kb", "search", f"grid{unique} spacing", "-k", "2", "--kind", "strategy", "--json")
+    assert found.returncode == 0, found.stderr
+    result = json.loads(found.stdout)
+    top = result["hits"][0]
+    assert (top["source"], top["section"], top["untrusted"]) == (str(doc), f"Grid bot {unique} > Spacing", True)
+    assert top["citation"] == f"Grid bot {unique} § Grid bot {unique} > Spacing ({doc})"
+
+    text = _iqts(settings, "kb", "search", f"grid{unique} spacing", "-k", "1")
+    assert text.returncode == 0 and f"1. Grid bot {unique}" in text.stdout and "score" in text.stdout
+
+    removed = _iqts(settings, "kb", "remove", str(doc))
+    assert removed.returncode == 0 and f"removed Grid bot {unique}" in removed.stdout
+    listed = _iqts(settings, "kb", "list", "--kind", "strategy", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert str(doc) not in {d["source"] for d in json.loads(listed.stdout)}
+
+
+def test_errors_are_one_clear_line(settings: Settings, db: object, tmp_path: Path) -> None:
+    (tmp_path / "image.png").write_bytes(b"\x89PNG")
+    cases = [  # one of each path to the user (not found, bad input, validation); the rest is tested in process
+        (["kb", "remove", "note://missing/xyz"], "no document with source"),
+        (["kb", "add", str(tmp_path / "image.png")], "unsupported file type"),
+        (["kb", "search", "   "], "invalid SearchQuery"),
+    ]
+    for args, expected in cases:
+        result = _iqts(settings, *args)
+        assert result.returncode != 0, args
+        assert expected in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
