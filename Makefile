@@ -26,11 +26,11 @@ run: setup
 	$(RUN) iqts up
 
 test:
-	@scripts/bootstrap.sh env redis
+	@scripts/bootstrap.sh env redis browser
 	$(PYTEST) -m "not slow" -q
 
 test-all:
-	@scripts/bootstrap.sh env redis browser
+	@scripts/bootstrap.sh env redis browser model
 	$(PYTEST) -q
 
 bench:

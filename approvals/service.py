@@ -326,6 +326,7 @@ async def decide(
             raise DecisionError(f"request {request_id} is {request.status}, not pending")
         if request.expires_at <= now:
             _expire(conn, request)
+            conn.commit()  # the expiry stands even though the decision is refused
             raise DecisionError(f"request {request_id} expired at {request.expires_at.isoformat()}")
         if seen_hash is not None and seen_hash != request.intent_hash:
             raise DecisionError("the request is not the one you were shown; reload it")

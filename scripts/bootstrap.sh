@@ -3,6 +3,7 @@
 #   scripts/bootstrap.sh env      uv (from PyPI) if missing, then the locked virtualenv
 #   scripts/bootstrap.sh redis    Debian's redis-server if missing, started on loopback under the state dir
 #   scripts/bootstrap.sh browser  Debian's chromium (for the browser tests)
+#   scripts/bootstrap.sh model    the offline chat model (1.1 GB, once, cached in the state dir; test-all only)
 # Idempotent: a second run does nothing that is already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,11 +62,17 @@ do_browser() {
   fi
 }
 
+do_model() {
+  local uv; uv=$(uv_cmd)
+  $uv run --frozen --all-extras python -m agent.models.fetch
+}
+
 for step in "$@"; do
   case "$step" in
     env) do_env ;;
     redis) do_redis ;;
     browser) do_browser ;;
+    model) do_model ;;
     *) say "unknown step: $step"; exit 2 ;;
   esac
 done

@@ -92,8 +92,11 @@ class InProcessBus:
                 remaining = deadline - time.monotonic()
                 if taken or remaining <= 0:
                     return taken
+                # asyncio.timeout, not wait_for: a reader cancelled twice (a closed SSE stream) must still
+                # give the condition's lock back, or every later publish hangs
                 try:
-                    await asyncio.wait_for(self._changed.wait(), timeout=remaining)
+                    async with asyncio.timeout(remaining):
+                        await self._changed.wait()
                 except TimeoutError:
                     return self._take(topic, group, consumer, count)
 

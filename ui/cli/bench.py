@@ -17,6 +17,7 @@ SUITES: dict[str, tuple[str, str]] = {
     "data": ("bench.data_bench", "run_data_bench"),
     "backtest": ("bench.backtest_bench", "run_backtest_bench"),
     "risk": ("bench.risk_bench", "run_risk_bench"),
+    "execution": ("bench.execution_bench", "run_execution_bench"),
 }
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 
 import uvicorn
 
-from engine.errors import ConfigError, IQTSError
+from engine.errors import ConfigError
 from engine.runtime import Runtime
 from engine.settings import Settings
 from engine.telemetry import get_logger
@@ -16,6 +15,7 @@ from ui.api.app import create_app
 from ui.cli.console import out
 
 log = get_logger(__name__)
+SHUTDOWN_GRACE_S = 5.0
 
 
 def ensure_port_free(host: str, port: int) -> None:
@@ -42,31 +42,41 @@ def banner(runtime: Runtime, title: str) -> None:
     out.print("Press Ctrl-C to stop everything.")
 
 
-async def _expire_approvals(runtime: Runtime, stop: asyncio.Event, interval_s: float) -> None:
-    from approvals.service import expire_due
+def load_sample_if_empty(runtime: Runtime) -> None:
+    """A fresh install gets the bundled real history, so research and paper trading work offline at once."""
+    from engine.data.sample import load_sample_series
+    from engine.data.store import BarStore, make_key
 
-    while not stop.is_set():
-        try:
-            await expire_due(runtime.db, runtime.bus)
-        except IQTSError as error:
-            log.error("up.expiry_failed", error=str(error))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval_s)
+    store = BarStore(runtime.db)
+    if store.series():
+        return
+    for series in load_sample_series():
+        store.upsert_bars(make_key(series.exchange, series.symbol, series.timeframe), series.frame)
+    log.info("up.sample_loaded")
 
 
 async def background_services(runtime: Runtime, stop: asyncio.Event) -> list[asyncio.Task[None]]:
     """What `iqts up` runs beside the API in the same process (and so on the same in-process bus)."""
+    from approvals.jobs import run_expiry
+    from approvals.notify import run_notifier
     from engine.execution.worker import ExecutionWorker, build_order_manager
     from engine.portfolio.service import portfolio_snapshot
     from engine.risk.monitor import RiskMonitor
 
-    manager = build_order_manager(runtime)
+    manager = build_order_manager(runtime)  # validates the trading mode (and asks for the live confirmation)
+    worker = ExecutionWorker(runtime, manager)
+    try:
+        await worker.startup()  # key permissions, reconciliation: a refusal stops `iqts up` here
+    except BaseException:
+        await manager.router.close()
+        raise
     monitor = RiskMonitor(runtime.db, lambda: portfolio_snapshot(runtime.db, runtime.settings)[0])
     interval = runtime.settings.execution_poll_s
     return [
-        asyncio.create_task(ExecutionWorker(runtime, manager).run(stop), name="worker"),
+        asyncio.create_task(worker.run(stop), name="worker"),
         asyncio.create_task(monitor.run(stop, interval_s=max(interval, 5.0)), name="risk-monitor"),
-        asyncio.create_task(_expire_approvals(runtime, stop, interval), name="approval-expiry"),
+        asyncio.create_task(run_expiry(runtime, stop, interval), name="approval-expiry"),
+        asyncio.create_task(run_notifier(runtime, stop), name="notifier"),
     ]
 
 
@@ -81,6 +91,8 @@ async def serve(settings: Settings, *, banner_title: str = "IQTS is up", service
 
     password_file = settings.state_dir / "admin-password"
     admin_password = await asyncio.to_thread(ensure_initial_admin, runtime.db, password_file)
+    if services:
+        await asyncio.to_thread(load_sample_if_empty, runtime)
     try:
         if services:
             tasks = await background_services(runtime, stop)
@@ -99,13 +111,17 @@ async def serve(settings: Settings, *, banner_title: str = "IQTS is up", service
         if server.started:
             banner(runtime, banner_title)
             if admin_password:
-                out.print(f"  first run: sign in to the inbox as [bold]admin[/]; the password is in {password_file} "
-                          "(mode 0600). Add approvers with `iqts users add NAME --role approver`.")
+                out.print(
+                    f"  first run: sign in to the inbox as [bold]admin[/]; the password is in {password_file} "
+                    "(mode 0600). Add approvers with `iqts users add NAME --role approver`."
+                )
         await task
     finally:
-        stop.set()
-        for background in tasks:
-            background.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        stop.set()  # the services finish their round and return; what does not within the grace is cancelled
+        if tasks:
+            _done, late = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
+            for background in late:
+                background.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         await runtime.aclose()
         out.print("IQTS stopped.")

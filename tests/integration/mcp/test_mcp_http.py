@@ -1,0 +1,156 @@
+"""The mcp SDK's own client over streamable HTTP against the real API process."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+from engine.runtime import Runtime
+
+
+@asynccontextmanager
+async def session(url: str, token: str) -> AsyncIterator[ClientSession]:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        httpx.AsyncClient(headers=headers, timeout=60) as http,
+        streamable_http_client(f"{url}/mcp", http_client=http) as (r, w, _),
+        ClientSession(r, w) as s,
+    ):
+        await s.initialize()
+        yield s
+
+
+def structured(result: Any) -> dict[str, Any]:
+    assert not result.isError, result.content
+    assert result.structuredContent is not None
+    return dict(result.structuredContent)
+
+
+async def test_unauthenticated_calls_are_refused(mcp_api: tuple[str, Runtime]) -> None:
+    url, _ = mcp_api
+    async with httpx.AsyncClient() as client:
+        body = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}
+        missing = await client.post(f"{url}/mcp", json=body)
+        forged = await client.post(f"{url}/mcp", json=body, headers={"Authorization": "Bearer iqts_forged"})
+    assert missing.status_code == 401 and "bearer" in missing.json()["detail"]
+    assert forged.status_code == 401
+
+
+async def test_tools_publish_input_and_output_schemas(mcp_api: tuple[str, Runtime], trader_token: str) -> None:
+    url, _ = mcp_api
+    async with session(url, trader_token) as s:
+        tools = {t.name: t for t in (await s.list_tools()).tools}
+    for name in (
+        "list_markets",
+        "get_ohlcv",
+        "get_ticker",
+        "data_coverage",
+        "get_portfolio",
+        "get_risk_status",
+        "check_order",
+        "propose_order",
+        "propose_cancel",
+        "get_approval",
+        "list_approvals",
+        "engage_kill_switch",
+    ):
+        assert name in tools, name
+        assert tools[name].outputSchema is not None, name
+    assert tools["get_ohlcv"].annotations is not None and tools["get_ohlcv"].annotations.readOnlyHint
+    assert tools["propose_order"].annotations is not None and not tools["propose_order"].annotations.readOnlyHint
+    assert "approve" not in " ".join(tools)  # nothing a client can call approves
+
+
+async def test_data_tools_on_the_real_sample(mcp_api: tuple[str, Runtime], viewer_token: str) -> None:
+    url, _ = mcp_api
+    async with session(url, viewer_token) as s:
+        markets = structured(await s.call_tool("list_markets", {}))["markets"]
+        assert {(m["symbol"], m["timeframe"]) for m in markets} >= {("BTC/USD", "1h"), ("ETH/USD", "1d")}
+        bars = structured(await s.call_tool("get_ohlcv", {"symbol": "BTC/USD", "timeframe": "1h", "limit": 5}))
+        assert len(bars["bars"]) == 5 and bars["truncated"]
+        assert bars["bars"][-1]["ts"] == 1571302800000  # 2019-10-17 09:00 UTC, the last real bar
+        ticker = structured(await s.call_tool("get_ticker", {"symbol": "BTC/USD"}))
+        assert ticker["last"] > 0
+        cov = structured(await s.call_tool("data_coverage", {"symbol": "ETH/USD"}))["series"]
+        assert cov[0]["rows"] == 788
+
+
+@pytest.mark.parametrize(
+    ("tool", "args", "expected"),
+    [
+        ("get_ohlcv", {"symbol": "DOGE/EUR"}, "no stored data for DOGE/EUR"),
+        ("get_ohlcv", {"symbol": "BTC/USD", "limit": "many"}, "limit"),
+        ("get_ohlcv", {"symbol": "BTC/USD", "limit": 100000}, "limit"),
+        ("get_ticker", {}, "symbol"),
+        ("get_approval", {"approval_id": "apr_nope"}, "no approval request apr_nope"),
+    ],
+)
+async def test_bad_input_is_a_clear_tool_error(
+    mcp_api: tuple[str, Runtime], viewer_token: str, tool: str, args: dict[str, Any], expected: str
+) -> None:
+    url, _ = mcp_api
+    async with session(url, viewer_token) as s:
+        result = await s.call_tool(tool, args)
+    assert result.isError
+    text = " ".join(c.text for c in result.content if hasattr(c, "text"))
+    assert expected in text
+    assert "Traceback" not in text
+
+
+async def test_a_viewer_cannot_propose(mcp_api: tuple[str, Runtime], viewer_token: str) -> None:
+    url, _ = mcp_api
+    async with session(url, viewer_token) as s:
+        result = await s.call_tool("propose_order", {"order": {"symbol": "BTC/USD", "side": "buy", "quantity": "0.01"}})
+    assert result.isError
+    assert "needs trader" in result.content[0].text  # type: ignore[union-attr]
+
+
+async def test_propose_order_files_a_pending_request_and_executes_nothing(
+    mcp_api: tuple[str, Runtime], trader_token: str
+) -> None:
+    url, runtime = mcp_api
+    async with session(url, trader_token) as s:
+        out = structured(
+            await s.call_tool(
+                "propose_order",
+                {
+                    "order": {"symbol": "BTC/USD", "side": "buy", "quantity": "0.05"},
+                    "rationale": "SMA cross turned up (see backtest)",
+                },
+            )
+        )
+        again = structured(await s.call_tool("get_approval", {"approval_id": out["approval_id"]}))
+    assert out["status"] == "pending" and out["risk_allowed"] is True
+    assert out["inbox_url"].endswith(f"/inbox/{out['approval_id']}")
+    assert "untrusted-data" in out["rationale"]
+    assert again["status"] == "pending"
+    with runtime.db.connection() as conn:
+        orders = conn.execute("SELECT count(*) FROM orders WHERE approval_id = %s", (out["approval_id"],)).fetchone()
+        audit = conn.execute(
+            "SELECT count(*) FROM audit_log WHERE subject = %s", (f"approval:{out['approval_id']}",)
+        ).fetchone()
+    assert orders == (0,)
+    assert audit is not None and audit[0] >= 2  # the request and its risk verdict
+    assert json.loads(json.dumps(out))  # plain JSON
+
+
+async def test_an_order_failing_risk_is_refused_at_proposal(mcp_api: tuple[str, Runtime], trader_token: str) -> None:
+    url, _ = mcp_api
+    async with session(url, trader_token) as s:
+        out = structured(
+            await s.call_tool(
+                "propose_order",
+                {
+                    "order": {"symbol": "BTC/USD", "side": "buy", "quantity": "50"},  # ~400k USD notional
+                },
+            )
+        )
+    assert out["status"] == "rejected" and out["risk_allowed"] is False
+    assert "max_order_notional" in out["risk_summary"]

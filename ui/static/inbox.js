@@ -1,0 +1,67 @@
+// IQTS inbox: expiry countdowns and live updates over server-sent events. No dependencies.
+(function () {
+  "use strict";
+
+  function remaining(ms) {
+    if (ms <= 0) return "expired";
+    var s = Math.floor(ms / 1000), m = Math.floor(s / 60), h = Math.floor(m / 60);
+    if (h > 0) return h + "h " + String(m % 60).padStart(2, "0") + "m left";
+    return m + "m " + String(s % 60).padStart(2, "0") + "s left";
+  }
+
+  function tick() {
+    var now = Date.now();
+    document.querySelectorAll("[data-expires]").forEach(function (el) {
+      var left = Date.parse(el.getAttribute("data-expires")) - now;
+      el.textContent = remaining(left);
+      el.classList.toggle("soon", left < 120000);
+    });
+  }
+
+  function refreshList(box) {
+    fetch(box.getAttribute("data-fragment"), { credentials: "same-origin", headers: { Accept: "text/html" } })
+      .then(function (r) { if (r.ok) return r.text(); throw new Error(String(r.status)); })
+      .then(function (html) { box.innerHTML = html; tick(); })
+      .catch(function () { /* the next event or a reload will try again */ });
+  }
+
+  function onRequestChanged(id) {
+    var reason = document.getElementById("reason");
+    if (reason && reason.value.trim() !== "") {
+      var note = document.getElementById("changed");
+      if (note) note.hidden = false;  // do not throw away a reason being typed
+      return;
+    }
+    window.location.replace("/inbox/" + encodeURIComponent(id));
+  }
+
+  function live() {
+    if (!document.body.hasAttribute("data-live") || !window.EventSource) return;
+    var indicator = document.getElementById("live");
+    var list = document.getElementById("pending");
+    var requestId = document.body.getAttribute("data-request-id");
+    var source = new EventSource("/inbox/events");
+    source.onopen = function () {
+      if (indicator) { indicator.classList.add("on"); indicator.classList.remove("off"); }
+      if (list) refreshList(list);  // catch up on anything between the page load and the subscription
+    };
+    source.onerror = function () {
+      if (indicator) { indicator.classList.remove("on"); indicator.classList.add("off"); }
+    };
+    source.addEventListener("approval", function (e) {
+      var data = JSON.parse(e.data);
+      if (list) refreshList(list);
+      if (requestId && data.id === requestId) onRequestChanged(requestId);
+    });
+    source.addEventListener("order", function (e) {
+      var data = JSON.parse(e.data);
+      if (requestId && data.approval_id === requestId) onRequestChanged(requestId);
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    tick();
+    setInterval(tick, 1000);
+    live();
+  });
+})();
