@@ -1,0 +1,270 @@
+"""The strategy registry: parameter validation, optimisation space, and each kernel's targets checked against
+an independent pandas/Python implementation of its documented rule on real BTC bars, plus no look-ahead."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.backtest.bars import Bars
+from engine.backtest.config import BacktestConfig
+from engine.backtest.vectorized import run_backtest, run_grid, run_targets
+from engine.errors import NotFoundError, ValidationFailedError
+from engine.strategies import EXTERNAL_TARGETS_KERNEL, StrategySpec, get_strategy, list_strategies, register
+from engine.strategies.base import StrategyParams
+
+BUILTINS = {
+    "sma_cross",
+    "ema_cross",
+    "rsi_reversion",
+    "bollinger_breakout",
+    "bollinger_reversion",
+    "donchian_breakout",
+    "macd",
+    "buy_and_hold",
+}
+
+
+def targets_of(bars: Bars, name: str, params: Mapping[str, object] | None = None) -> np.ndarray:
+    return get_strategy(name).signals(bars.open, bars.high, bars.low, bars.close, bars.volume, params)
+
+
+# ---------------------------------------------------------------------------------------------- registry
+
+
+def test_registry_lists_the_builtins() -> None:
+    registered = {spec.name for spec in list_strategies()}
+    assert registered >= BUILTINS
+
+
+def test_unknown_strategy_names_the_available_ones() -> None:
+    with pytest.raises(NotFoundError) as error:
+        get_strategy("sma_crossover")
+    message = str(error.value)
+    assert "sma_crossover" in message
+    assert "sma_cross" in message and "buy_and_hold" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "needle"),
+    [
+        ("sma_cross", {"fast": 1}, "'fast'"),
+        ("sma_cross", {"fast": 10, "slow": 5000}, "'slow'"),
+        ("sma_cross", {"fast": 20, "slow": 20}, "'slow' must be greater than fast"),
+        ("sma_cross", {"fast": 30, "slow": 20}, "'slow' must be greater than fast"),
+        ("sma_cross", {"fats": 10}, "unknown parameter 'fats'"),
+        ("sma_cross", {"fast": "ten"}, "'fast'"),
+        ("ema_cross", {"fast": 26, "slow": 12}, "'slow'"),
+        ("macd", {"fast": 30, "slow": 26}, "'slow'"),
+        ("rsi_reversion", {"lower": 40, "upper": 60, "exit_level": 70}, "'exit_level'"),
+        ("bollinger_breakout", {"k": 9.0}, "'k'"),
+        ("donchian_breakout", {"window": 10, "exit_window": 20}, "'exit_window' must not exceed window"),
+    ],
+)
+def test_bad_parameters_name_the_parameter(name: str, params: dict[str, object], needle: str) -> None:
+    with pytest.raises(ValidationFailedError) as error:
+        get_strategy(name).validate_params(params)
+    assert needle in str(error.value)
+    assert str(error.value).startswith(f"{name}: ")
+
+
+def test_parameters_coerce_and_default() -> None:
+    spec = get_strategy("sma_cross")
+    model = spec.validate_params({"fast": "12"})
+    assert model.model_dump() == {"fast": 12, "slow": 50}
+    assert spec.validate_params(model) is model
+    assert list(spec.param_vector(model)) == [12.0, 50.0]
+
+
+def test_search_space_reads_the_bounds() -> None:
+    space = {dim.name: dim for dim in get_strategy("bollinger_breakout").search_space()}
+    assert space["window"].kind == "int" and space["window"].step == 1
+    assert (space["window"].low, space["window"].high) == (5, 500)
+    assert space["k"].kind == "float" and space["k"].step is None
+    assert (space["k"].low, space["k"].high, space["k"].default) == (0.5, 4.0, 2.0)
+    for spec in list_strategies():
+        for dim in spec.search_space():
+            assert dim.low <= dim.default <= dim.high, (spec.name, dim)
+
+
+def test_signals_reject_empty_and_ragged_input() -> None:
+    spec = get_strategy("sma_cross")
+    with pytest.raises(ValidationFailedError, match="empty data range"):
+        spec.signals([], [], [], [], [])
+    with pytest.raises(ValidationFailedError, match="differ in length"):
+        spec.signals([1.0, 2.0], [1.0], [1.0, 2.0], [1.0, 2.0], [1.0, 2.0])
+
+
+def test_custom_strategy_registration(btc_2k: Bars) -> None:
+    class AboveFirstClose(StrategyParams):
+        pass
+
+    def above_first(o, h, lo, c, v, p):
+        return np.where(c > c[0], 1, -1).astype(np.int8)
+
+    spec = register(
+        StrategySpec(
+            "test_above_first", "long above the first close", AboveFirstClose, EXTERNAL_TARGETS_KERNEL, above_first
+        ),
+        replace=True,
+    )
+    assert get_strategy("test_above_first") is spec
+    with pytest.raises(ValidationFailedError, match="already registered"):
+        register(spec)
+    targets = targets_of(btc_2k, "test_above_first")
+    assert set(np.unique(targets)) <= {-1, 1}
+    config = BacktestConfig(direction="long_short")
+    result = run_backtest("test_above_first", btc_2k, None, config)
+    np.testing.assert_array_equal(result.equity, run_targets(btc_2k, targets, config).equity)
+    with pytest.raises(ValidationFailedError, match="grid mode needs a built-in"):
+        run_grid("test_above_first", btc_2k, [{}])
+
+
+# ------------------------------------------------------------------- kernels vs independent references
+
+
+def _sign(diff: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    out: np.ndarray = np.sign(np.nan_to_num(diff)).astype(np.int8)
+    out[~valid] = 0
+    return out
+
+
+def _assert_same_or_tie(ours: np.ndarray, reference: np.ndarray, gap: np.ndarray, scale: np.ndarray) -> None:
+    """Equal, except where the two compared quantities tie to within float rounding."""
+    differ = ours != reference
+    assert not (differ & (np.abs(gap) > 1e-9 * scale)).any(), np.flatnonzero(differ)[:10]
+
+
+@pytest.mark.parametrize(("fast", "slow"), [(10, 50), (5, 20), (50, 200)])
+def test_sma_cross_matches_pandas(btc_1h: Bars, fast: int, slow: int) -> None:
+    close = pd.Series(btc_1h.close)
+    gap = (close.rolling(fast).mean() - close.rolling(slow).mean()).to_numpy()
+    reference = _sign(gap, ~np.isnan(gap))
+    _assert_same_or_tie(targets_of(btc_1h, "sma_cross", {"fast": fast, "slow": slow}), reference, gap, btc_1h.close)
+
+
+@pytest.mark.parametrize(("fast", "slow"), [(12, 26), (5, 100)])
+def test_ema_cross_matches_pandas(btc_1h: Bars, fast: int, slow: int) -> None:
+    close = pd.Series(btc_1h.close)
+    gap = (close.ewm(span=fast, adjust=False).mean() - close.ewm(span=slow, adjust=False).mean()).to_numpy()
+    reference = _sign(gap, np.arange(len(gap)) >= slow - 1)
+    _assert_same_or_tie(targets_of(btc_1h, "ema_cross", {"fast": fast, "slow": slow}), reference, gap, btc_1h.close)
+
+
+def test_macd_matches_pandas(btc_1h: Bars) -> None:
+    close = pd.Series(btc_1h.close)
+    line = close.ewm(span=12, adjust=False).mean() - close.ewm(span=26, adjust=False).mean()
+    gap = (line - line.ewm(span=9, adjust=False).mean()).to_numpy()
+    reference = _sign(gap, np.arange(len(gap)) >= 26 + 9 - 2)
+    _assert_same_or_tie(targets_of(btc_1h, "macd"), reference, gap, btc_1h.close * 1e-3)
+
+
+def _state_machine(enter_long, enter_short, exit_long, exit_short, valid) -> np.ndarray:
+    """The documented position rule: opposite signal reverses, exit signal flattens, otherwise hold."""
+    pos, out = 0, np.zeros(len(valid), dtype=np.int8)
+    for i in range(len(valid)):
+        if valid[i]:
+            if pos == 0:
+                pos = 1 if enter_long[i] else (-1 if enter_short[i] else 0)
+            elif pos == 1:
+                pos = -1 if enter_short[i] else (0 if exit_long[i] else 1)
+            else:
+                pos = 1 if enter_long[i] else (0 if exit_short[i] else -1)
+        out[i] = pos
+    return out
+
+
+def test_rsi_reversion_matches_a_plain_wilder_rsi(btc_1h: Bars) -> None:
+    close = btc_1h.close
+    window, lower, upper, exit_level = 14, 30.0, 70.0, 50.0
+    change = np.diff(close)
+    gains, losses = np.maximum(change, 0), np.maximum(-change, 0)
+    rsi = np.full(len(close), np.nan)
+    avg_gain, avg_loss = gains[:window].mean(), losses[:window].mean()
+    for i in range(window, len(close)):
+        if i > window:
+            avg_gain = (avg_gain * (window - 1) + gains[i - 1]) / window
+            avg_loss = (avg_loss * (window - 1) + losses[i - 1]) / window
+        rsi[i] = 100.0 if avg_loss == 0 else 100.0 - 100.0 / (1.0 + avg_gain / avg_loss)
+    reference = _state_machine(rsi < lower, rsi > upper, rsi >= exit_level, rsi <= exit_level, ~np.isnan(rsi))
+    assert np.array_equal(targets_of(btc_1h, "rsi_reversion"), reference)
+
+
+@pytest.mark.parametrize("name", ["bollinger_breakout", "bollinger_reversion"])
+def test_bollinger_matches_pandas(btc_1h: Bars, name: str) -> None:
+    close = pd.Series(btc_1h.close)
+    mid = close.rolling(20).mean()
+    sd = close.rolling(20).std(ddof=0)
+    up, dn, x = (mid + 2 * sd).to_numpy(), (mid - 2 * sd).to_numpy(), close.to_numpy()
+    mid_, valid = mid.to_numpy(), ~np.isnan(mid.to_numpy())
+    if name == "bollinger_breakout":
+        reference = _state_machine(x > up, x < dn, x < mid_, x > mid_, valid)
+    else:
+        reference = _state_machine(x < dn, x > up, x >= mid_, x <= mid_, valid)
+    assert np.array_equal(targets_of(btc_1h, name, {"window": 20, "k": 2.0}), reference)
+
+
+@pytest.mark.parametrize(("window", "exit_window"), [(20, 10), (55, 20), (10, 10)])
+def test_donchian_matches_pandas(btc_1h: Bars, window: int, exit_window: int) -> None:
+    high, low, x = pd.Series(btc_1h.high), pd.Series(btc_1h.low), btc_1h.close
+    upper = high.rolling(window).max().shift(1).to_numpy()
+    lower = low.rolling(window).min().shift(1).to_numpy()
+    exit_upper = high.rolling(exit_window).max().shift(1).to_numpy()
+    exit_lower = low.rolling(exit_window).min().shift(1).to_numpy()
+    reference = _state_machine(x > upper, x < lower, x < exit_lower, x > exit_upper, ~np.isnan(upper))
+    params = {"window": window, "exit_window": exit_window}
+    assert np.array_equal(targets_of(btc_1h, "donchian_breakout", params), reference)
+
+
+def test_buy_and_hold_is_always_long(btc_2k: Bars) -> None:
+    assert (targets_of(btc_2k, "buy_and_hold") == 1).all()
+
+
+# ------------------------------------------------------------------------------------ no look-ahead
+
+_SMALL_PARAMS = {
+    "sma_cross": st.fixed_dictionaries({"fast": st.integers(2, 30), "slow": st.integers(31, 120)}),
+    "ema_cross": st.fixed_dictionaries({"fast": st.integers(2, 30), "slow": st.integers(31, 120)}),
+    "macd": st.fixed_dictionaries(
+        {"fast": st.integers(2, 20), "slow": st.integers(21, 60), "signal": st.integers(2, 20)}
+    ),
+    "rsi_reversion": st.fixed_dictionaries({"window": st.integers(2, 50)}),
+    "bollinger_breakout": st.fixed_dictionaries({"window": st.integers(5, 100), "k": st.floats(0.5, 3.0)}),
+    "bollinger_reversion": st.fixed_dictionaries({"window": st.integers(5, 100), "k": st.floats(0.5, 3.0)}),
+    "donchian_breakout": st.integers(2, 80).flatmap(
+        lambda w: st.fixed_dictionaries({"window": st.just(w), "exit_window": st.integers(1, w)})
+    ),
+    "buy_and_hold": st.just({}),
+}
+
+
+@st.composite
+def strategy_and_params(draw: st.DrawFn) -> tuple[str, Any]:
+    name = draw(st.sampled_from(sorted(_SMALL_PARAMS)))
+    return name, draw(_SMALL_PARAMS[name])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    choice=strategy_and_params(),
+    k=st.integers(0, 1999),
+    factor=st.floats(0.5, 2.0),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_targets_never_look_ahead(btc_2k: Bars, choice, k: int, factor: float, seed: int) -> None:
+    """Changing every price after bar k (scaled, shifted, scrambled) leaves the targets up to k unchanged."""
+    name, params = choice
+    rng = np.random.default_rng(seed)
+    before = targets_of(btc_2k, name, params)
+    arrays = [getattr(btc_2k, c).copy() for c in ("open", "high", "low", "close", "volume")]
+    for a in arrays:
+        a[k + 1 :] = a[k + 1 :] * factor * rng.uniform(0.9, 1.1, len(a) - k - 1)
+    o, h, lo, c, v = arrays
+    after = get_strategy(name).signals(o, h, lo, c, v, params)
+    assert np.array_equal(before[: k + 1], after[: k + 1])
