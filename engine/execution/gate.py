@@ -2,7 +2,8 @@
 
 ``release`` checks, inside the caller's transaction and with the approval row locked, that a human approved
 exactly this intent (its hash equals the hash the approver saw), that the approval has not expired or been
-used, and that the kill switch is off. Only then does it seal an ``ApprovedOrder``.
+used, that the intent's trading mode is the mode this process trades in (an approved dry-run order never goes
+out of a live worker), and that the kill switch is off. Only then does it seal an ``ApprovedOrder``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from psycopg.rows import TupleRow
 from engine.errors import IQTSError
 from engine.execution.broker import ApprovedOrder, _release
 from engine.execution.models import OrderIntent
+from engine.settings import TradingMode
 
 
 class GateRefusedError(IQTSError):
@@ -41,9 +43,14 @@ def load_approved_intent(conn: Connection[TupleRow], approval_id: str) -> OrderI
 
 
 def release(
-    conn: Connection[TupleRow], approval_id: str, intent: OrderIntent, *, now: datetime | None = None
+    conn: Connection[TupleRow],
+    approval_id: str,
+    intent: OrderIntent,
+    *,
+    mode: TradingMode,
+    now: datetime | None = None,
 ) -> ApprovedOrder:
-    """Seal ``intent`` for submission, or raise GateRefusedError saying why not."""
+    """Seal ``intent`` for submission by a process trading in ``mode``, or raise GateRefusedError saying why not."""
     now = now or datetime.now(UTC)
     row = conn.execute(
         "SELECT kind, status, intent_hash, decided_hash, expires_at, decided_by FROM approval_requests "
@@ -61,6 +68,11 @@ def release(
     if digest != stored_hash or digest != decided_hash:
         raise GateRefusedError(
             f"refused: the order differs from what was approved in {approval_id}; any change needs a new approval"
+        )
+    if intent.mode != mode:
+        raise GateRefusedError(
+            f"refused: approval {approval_id} is for a {intent.mode} order and this worker trades in {mode} mode; "
+            f"the order needs a new proposal in {mode} mode"
         )
     if expires_at <= now:
         raise GateRefusedError(f"refused: approval {approval_id} expired at {expires_at.isoformat()}")

@@ -2,19 +2,27 @@
 
 ``submit_approved(intent, approval_id)`` is the only function that calls ``Broker.submit``. It
 
-1. takes the approval row lock and finds any order already made for this approval (idempotency: the client
-   order id derives from the approval id, and ``orders.approval_id`` is unique);
-2. releases the intent through the gate (approved, same hash, unexpired, kill switch off);
+1. takes the approval's submission lock (one submission per approval at a time, across processes), then the
+   approval row lock, and finds any order already made for this approval (idempotency: the client order id
+   derives from the approval id, and ``orders.approval_id`` is unique);
+2. releases the intent through the gate (approved, same hash, unexpired, the process's trading mode, kill
+   switch off);
 3. runs the pre-trade risk check again on the current portfolio and market (risk check #2);
 4. records the order (status ``new``) and commits *before* talking to the venue, so a crash afterwards is
    recovered by reconciling with the venue by client order id, never by sending a second order;
 5. submits, then records every state change, fill, audit row and metric, and reports the outcome on the
    approval and on the bus.
+
+An order recorded ``new`` by an earlier attempt (a crash, a lost answer) is first looked up at the venue by
+client order id; only if the venue provably does not hold it is it released through the gate again and sent.
+``reconcile_on_start`` brings every not-final order in line with its venue when a worker starts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -37,11 +45,13 @@ from engine.execution.broker import (
     VenueUnavailableError,
 )
 from engine.execution.models import OrderIntent, OrderStatus
+from engine.execution.modes import ModeCheck
 from engine.execution.router import Router
 from engine.portfolio.models import PortfolioSnapshot
 from engine.risk.check import check
 from engine.risk.models import MarketSnapshot, TradingControls, Verdict
 from engine.risk.policy import RiskPolicy
+from engine.settings import TradingMode
 from engine.store.database import Database
 from engine.telemetry import get_logger
 
@@ -99,11 +109,23 @@ def get_order(
     return None if row is None else _record(row)
 
 
+def get_order_by_client_id(conn: Connection[TupleRow], client_order_id: str) -> OrderRecord | None:
+    row = conn.execute(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE client_order_id = %s", (client_order_id,)).fetchone()
+    return None if row is None else _record(row)
+
+
 def list_orders(db: Database, *, open_only: bool = False, limit: int = 100) -> list[OrderRecord]:
     where = "WHERE status IN ('new', 'submitted', 'partially_filled')" if open_only else ""
     with db.connection() as conn:
         rows = conn.execute(f"SELECT {_ORDER_COLUMNS} FROM orders {where} ORDER BY id DESC LIMIT %s", (limit,))
         return [_record(r) for r in rows]
+
+
+class SubmissionBusyError(IQTSError):
+    """Another worker process is submitting this approval right now; try again later (nothing was sent)."""
+
+
+_SUBMIT_LOCK_NAMESPACE = 0x0A55_1D0E  # pg advisory lock namespace: one submission per approval at a time
 
 
 class OrderManager:
@@ -115,24 +137,54 @@ class OrderManager:
         bus: Bus,
         router: Router,
         *,
+        mode: TradingMode,
         snapshots: SnapshotProvider,
         policy: PolicyProvider,
         controls: ControlsProvider,
         on_verdict: Callable[[Verdict, str], None] | None = None,
         on_update: Callable[[OrderRecord, VenueOrder | None, float | None], None] | None = None,
+        mode_check: ModeCheck | None = None,
     ) -> None:
         self.db = db
         self.bus = bus
         self.router = router
+        self.mode = mode
         self.snapshots = snapshots
         self.policy = policy
         self.controls = controls
         self.on_verdict = on_verdict
         self.on_update = on_update
+        self.mode_check = mode_check
+        self._local_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._publishing: set[asyncio.Task[None]] = set()
 
     # -- the one path to a broker ------------------------------------------------------------------
     async def submit_approved(self, intent: OrderIntent, approval_id: str) -> OrderRecord:
-        """Submit the order a human approved (idempotent: a second call never makes a second order)."""
+        """Submit the order a human approved (idempotent: a second call never makes a second order).
+
+        One submission per approval at a time: concurrent calls in this process wait for each other (the later
+        one then finds the order made); a call while another process holds the approval's advisory lock raises
+        ``SubmissionBusyError`` (the worker leaves the message pending and retries it later).
+        """
+        lock = self._local_locks.get(approval_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._local_locks[approval_id] = lock
+        async with lock:
+            # held (an open transaction on its own connection) until the venue has answered and it is recorded;
+            # a crash ends the session and releases it
+            with self.db.connection() as guard:
+                row = guard.execute(
+                    "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", (_SUBMIT_LOCK_NAMESPACE, approval_id)
+                ).fetchone()
+                if row is None or not row[0]:
+                    raise SubmissionBusyError(
+                        f"approval {approval_id} is being submitted by another worker right now; nothing was sent"
+                    )
+                return await self._submit(intent, approval_id)
+
+    async def _submit(self, intent: OrderIntent, approval_id: str) -> OrderRecord:
+        approved: ApprovedOrder | None
         with self.db.connection() as conn:
             conn.execute("SELECT 1 FROM approval_requests WHERE id = %s FOR UPDATE", (approval_id,))
             existing = get_order(conn, approval_id=approval_id)
@@ -140,7 +192,7 @@ class OrderManager:
                 return existing  # already submitted (or finished): nothing to send
             if existing is None:
                 try:
-                    approved = gate.release(conn, approval_id, intent)
+                    approved = gate.release(conn, approval_id, intent, mode=self.mode)
                 except gate.GateRefusedError as refusal:
                     # recorded in a transaction of its own (this one rolls back as the error leaves it)
                     conn.rollback()
@@ -164,15 +216,19 @@ class OrderManager:
                     self._notify(record, None, None)
                     return record
             else:
-                approved = gate.release(conn, approval_id, intent)  # still valid? (crash recovery path)
+                approved = None  # recorded by an earlier attempt that may or may not have reached the venue
                 record = existing
         # committed: the order row exists before the venue hears of it
         broker = self.router.broker(intent.account)
         started = time.perf_counter()
-        venue: VenueOrder | None
+        venue: VenueOrder | None = None
         try:
-            venue = await broker.fetch(intent.symbol, approved.client_order_id) if existing is not None else None
+            if approved is None:
+                venue = await broker.fetch(intent.symbol, record.client_order_id)
+                if venue is None:  # provably never received: it may go out only if the gate still says so
+                    approved = self._release_again(record, intent, approval_id)
             if venue is None:
+                assert approved is not None
                 venue = await broker.submit(approved)
         except VenueRejectedError as rejection:
             with self.db.connection() as conn:
@@ -189,6 +245,20 @@ class OrderManager:
         self._notify(record, venue, latency)
         return record
 
+    def _release_again(self, record: OrderRecord, intent: OrderIntent, approval_id: str) -> ApprovedOrder:
+        """Release a recorded order the venue never received; if the gate now refuses, it is rejected unsent."""
+        with self.db.connection() as conn:
+            try:
+                return gate.release(conn, approval_id, intent, mode=self.mode)
+            except gate.GateRefusedError as refusal:
+                conn.rollback()
+                reason = f"never sent: {refusal}"
+                rejected = self._set_status(conn, record, OrderStatus.REJECTED, "reject", reason=reason)
+                self._finish_approval(conn, approval_id, "failed", {"order_id": record.id, "reason": reason})
+                conn.commit()
+                self._notify(rejected, None, None)
+                raise
+
     def _risk_check(self, intent: OrderIntent) -> Verdict:
         portfolio, market = self.snapshots()
         verdict = check(
@@ -199,12 +269,107 @@ class OrderManager:
         return verdict
 
     # -- following orders --------------------------------------------------------------------------
+    async def reconcile_on_start(self) -> list[OrderRecord]:
+        """Bring every not-final order in line with its venue before taking new work (worker start).
+
+        Each account's broker is asked once (``Broker.reconcile``) about the account's orders in status new,
+        submitted or partially filled; what the venue reports (fills, status) is recorded through the same path as
+        any venue answer. Then:
+
+        * an order still ``new`` that the venue does not hold stays as it is: it was never received, and its
+          approval message is still pending on the bus, so the submit retry sends it (through the gate again);
+        * an acknowledged order the venue no longer holds (a paper venue forgets its book on restart; an exchange
+          archives old closed orders) is recorded as expired, keeping any fills it had;
+        * an IQTS order the venue holds that the database does not know is reported (log and audit), not adopted.
+
+        An account without an adapter in this process is skipped with a warning; a venue that does not answer is
+        skipped too (the follow-up loop keeps asking). Returns the orders whose state changed.
+        """
+        by_account: dict[str, list[OrderRecord]] = {}
+        for record in list_orders(self.db, open_only=True, limit=100_000):
+            by_account.setdefault(record.account, []).append(record)
+        configured = set(self.router.accounts)
+        changed: list[OrderRecord] = []
+        for account in sorted(set(by_account) | configured):
+            records = by_account.get(account, [])
+            if account not in configured:
+                log.warning("oms.reconcile_account_not_configured", account=account, open_orders=len(records))
+                continue
+            try:
+                reported = await self.router.broker(account).reconcile({r.client_order_id: r.symbol for r in records})
+            except VenueUnavailableError as error:
+                log.warning("oms.reconcile_unavailable", account=account, error=str(error))
+                continue
+            changed.extend(self._apply_reconciliation(account, records, reported))
+        return changed
+
+    def _apply_reconciliation(
+        self, account: str, records: list[OrderRecord], reported: list[VenueOrder]
+    ) -> list[OrderRecord]:
+        by_cid = {v.client_order_id: v for v in reported}
+        known = {r.client_order_id for r in records}
+        changed: list[OrderRecord] = []
+        waiting = missing = 0
+        for record in records:
+            venue = by_cid.get(record.client_order_id)
+            if venue is None and record.status is OrderStatus.NEW:
+                waiting += 1  # never received: the pending approval message submits it
+                continue
+            with self.db.connection() as conn:
+                if venue is None:
+                    missing += 1
+                    updated = self._set_status(
+                        conn,
+                        record,
+                        OrderStatus.EXPIRED,
+                        "expire",
+                        reason=f"{record.venue} no longer holds this order (found at reconciliation on start)",
+                    )
+                    self._finish_if_terminal(conn, updated)
+                else:
+                    updated = self._apply_venue(conn, record, venue)
+            if updated.status != record.status or updated.filled_quantity != record.filled_quantity:
+                self._notify(updated, venue, None)
+                changed.append(updated)
+        unknown = sorted(cid for cid in by_cid if cid not in known)
+        with self.db.connection() as conn:
+            for cid in unknown:
+                held = get_order_by_client_id(conn, cid)
+                if held is not None:
+                    continue  # known, already final here: nothing to do
+                log.warning("oms.reconcile_unknown_order", account=account, client_order_id=cid)
+                audit(
+                    conn,
+                    WORKER_ACTOR,
+                    "order.unknown_at_venue",
+                    f"account:{account}",
+                    {"client_order_id": cid, "status": by_cid[cid].status.value, "symbol": by_cid[cid].symbol},
+                )
+            audit(
+                conn,
+                WORKER_ACTOR,
+                "execution.reconciled",
+                f"account:{account}",
+                {
+                    "checked": len(records),
+                    "changed": len(changed),
+                    "awaiting_submission": waiting,
+                    "expired_missing": missing,
+                    "unknown_at_venue": len(unknown),
+                },
+            )
+        log.info("oms.reconciled", account=account, checked=len(records), changed=len(changed), waiting=waiting)
+        return changed
+
     async def sync_open_orders(self) -> list[OrderRecord]:
         """Ask each venue about our open orders and record what changed."""
         changed: list[OrderRecord] = []
+        configured = set(self.router.accounts)
         for record in list_orders(self.db, open_only=True, limit=1000):
             if record.status is OrderStatus.NEW:
                 continue  # not yet acknowledged: the submit path (or its retry) owns it
+            if record.account not in configured:
+                continue  # traded by another process (or an account removed from the configuration)
             try:
                 venue = await self.router.broker(record.account).fetch(record.symbol, record.client_order_id)
             except VenueUnavailableError:
@@ -315,15 +480,21 @@ class OrderManager:
         return updated
 
     def _apply_venue(self, conn: Connection[TupleRow], record: OrderRecord, venue: VenueOrder) -> OrderRecord:
-        """Record the venue's view: new fills, then the status (via the state machine's legal path)."""
+        """Record the venue's view: new fills, then the status (via the state machine's legal path).
+
+        The order row is locked and read again first, so concurrent followers (the submit path, the follow-up
+        loop, a cancel, a reconciliation in another process) apply each change once, from the current status.
+        """
+        row = conn.execute(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = %s FOR UPDATE", (record.id,)).fetchone()
+        current = record if row is None else _record(row)
         for index, fill in enumerate(venue.fills):
-            key = fill.fill_id or f"{record.client_order_id}:{index}"
+            key = fill.fill_id or f"{current.client_order_id}:{index}"
             inserted = conn.execute(
                 "INSERT INTO fills (order_id, fill_key, account, strategy, symbol, side, quantity, price, fee, "
                 "fee_currency, liquidity, ts) SELECT %s, %s, account, strategy, symbol, side, %s, %s, %s, %s, %s, %s "
                 "FROM orders WHERE id = %s ON CONFLICT (order_id, fill_key) DO NOTHING RETURNING id",
                 (
-                    record.id,
+                    current.id,
                     key,
                     fill.quantity,
                     fill.price,
@@ -331,7 +502,7 @@ class OrderManager:
                     fill.fee_currency,
                     fill.liquidity.value,
                     fill.ts,
-                    record.id,
+                    current.id,
                 ),
             ).fetchone()
             if inserted is not None:
@@ -339,10 +510,18 @@ class OrderManager:
                     conn,
                     WORKER_ACTOR,
                     "order.fill",
-                    f"order:{record.id}",
+                    f"order:{current.id}",
                     {"quantity": fill.quantity, "price": fill.price, "fee": fill.fee, "fill_key": key},
                 )
-        current = record
+        if current.status.is_terminal:
+            if venue.status is not current.status:
+                log.warning(
+                    "oms.venue_disagrees_with_final_status",
+                    order_id=current.id,
+                    recorded=current.status.value,
+                    venue=venue.status.value,
+                )
+            return current
         steps = _path(current.status, venue.status)
         for status, event in steps:
             reason = (
@@ -351,6 +530,10 @@ class OrderManager:
             current = self._set_status(conn, current, status, event, reason=reason, venue=venue)
         if not steps and venue.filled_quantity != current.filled_quantity:  # more fills, same status
             current = self._set_status(conn, current, current.status, "partial_fill", venue=venue)
+        self._finish_if_terminal(conn, current)
+        return current
+
+    def _finish_if_terminal(self, conn: Connection[TupleRow], current: OrderRecord) -> None:
         if current.status.is_terminal:
             self._finish_approval(
                 conn,
@@ -364,7 +547,6 @@ class OrderManager:
                     "reason": current.reason,
                 },
             )
-        return current
 
     def _finish_approval(
         self, conn: Connection[TupleRow], approval_id: str, status: str, result: dict[str, Any]
@@ -381,6 +563,26 @@ class OrderManager:
 
     async def publish_update(self, record: OrderRecord) -> None:
         await self.bus.publish(ORDER_UPDATES_TOPIC, record.model_dump(mode="json"))
+
+    def publish_later(self, record: OrderRecord) -> None:
+        """Publish an order update without waiting (from the synchronous update hook); ``drain`` awaits them."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not in an event loop: nobody to publish to
+        task = loop.create_task(self.publish_update(record))
+        self._publishing.add(task)  # a strong reference until it is done
+        task.add_done_callback(self._published)
+
+    def _published(self, task: asyncio.Task[None]) -> None:
+        self._publishing.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.warning("oms.update_not_published", topic=ORDER_UPDATES_TOPIC, error=str(error))
+
+    async def drain(self) -> None:
+        """Wait for the order updates still being published."""
+        while self._publishing:
+            await asyncio.gather(*list(self._publishing), return_exceptions=True)
 
 
 _FORWARD: dict[OrderStatus, list[tuple[OrderStatus, str]]] = {

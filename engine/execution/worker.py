@@ -1,5 +1,10 @@
 """The execution worker (`iqts worker`): approved orders from the bus to the venue, and the follow-up.
 
+At start (``ExecutionWorker.startup``, before any message is taken): the trading mode was validated when the
+OMS was built (``build_order_manager`` -> ``modes.validate_mode``: which accounts the mode allows, keys, the live
+confirmation); every exchange account's API key is checked (withdrawal rights refused); every not-final order is
+reconciled with its venue (``OrderManager.reconcile_on_start``); the start is written to the audit log.
+
 * ``orders.approved`` (group ``execution``): load the approved intent, ``OrderManager.submit_approved``.
   A venue outage leaves the message unacked; the reclaim after ``bus_reclaim_idle_ms`` retries it and the
   OMS reconciles by client order id, so a crash between submit and ack never sends a second order.
@@ -15,12 +20,14 @@ import os
 import socket
 from datetime import UTC, datetime
 
+from engine.audit.log import append as audit
 from engine.bus.consumer import consume_forever
 from engine.bus.protocol import Message
 from engine.errors import IQTSError
 from engine.execution import gate, metrics
 from engine.execution.broker import VenueOrder, VenueUnavailableError
-from engine.execution.oms import OrderManager, OrderRecord
+from engine.execution.modes import ModeCheck, validate_mode, verify_key_permissions
+from engine.execution.oms import WORKER_ACTOR, OrderManager, OrderRecord, SubmissionBusyError
 from engine.execution.router import Router
 from engine.portfolio.service import portfolio_snapshot
 from engine.risk.killswitch import controls as load_controls
@@ -34,30 +41,33 @@ APPROVED_TOPIC = "orders.approved"
 KILL_TOPIC = "risk.kill_switch"
 
 
-def build_order_manager(runtime: Runtime, router: Router | None = None) -> OrderManager:
-    """The OMS on this runtime's database, bus and configured accounts."""
+def build_order_manager(
+    runtime: Runtime, router: Router | None = None, *, mode_check: ModeCheck | None = None
+) -> OrderManager:
+    """The OMS on this runtime's database, bus and configured accounts, after validating the trading mode
+    (``modes.validate_mode``: raises ``ModeError`` before any venue adapter is built; asks for the live
+    confirmation). A caller that validated already (before starting the database) passes its ``mode_check``."""
     db, settings = runtime.db, runtime.settings
+    if mode_check is None or mode_check.mode != settings.mode:
+        mode_check = validate_mode(settings)
     router = router or Router.from_settings(settings, db)
-    loop_holder: dict[str, asyncio.AbstractEventLoop] = {}
 
     def on_update(record: OrderRecord, venue: VenueOrder | None, latency: float | None) -> None:
         metrics.observe_order_update(record, venue, latency)
-        loop = loop_holder.get("loop")
-        if loop is not None:
-            loop.create_task(runtime.bus.publish("orders.updates", record.model_dump(mode="json")))
+        manager.publish_later(record)
 
     manager = OrderManager(
         db,
         runtime.bus,
         router,
+        mode=settings.mode,
+        mode_check=mode_check,
         snapshots=lambda: portfolio_snapshot(db, settings),
         policy=lambda: active_policy(db),
         controls=lambda: load_controls(db),
         on_verdict=metrics.observe_verdict,
         on_update=on_update,
     )
-    with contextlib.suppress(RuntimeError):
-        loop_holder["loop"] = asyncio.get_running_loop()
     return manager
 
 
@@ -68,6 +78,32 @@ class ExecutionWorker:
         self.runtime = runtime
         self.manager = manager
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        self._started = False
+
+    async def startup(self) -> None:
+        """Check the API keys, reconcile every not-final order with its venue, audit the start (once)."""
+        if self._started:
+            return
+        settings = self.runtime.settings
+        keys = await verify_key_permissions(self.manager.router)
+        changed = await self.manager.reconcile_on_start()
+        check = self.manager.mode_check
+        with self.runtime.db.connection() as conn:
+            audit(
+                conn,
+                WORKER_ACTOR,
+                "execution.started",
+                f"worker:{self.name}",
+                {
+                    "mode": settings.mode,
+                    "accounts": check.accounts if check else {a: "?" for a in self.manager.router.accounts},
+                    "live_confirmation": check.confirmation if check else None,
+                    "key_permissions": keys,
+                    "reconciled_changes": len(changed),
+                },
+            )
+        self._started = True
+        log.info("worker.ready", name=self.name, mode=settings.mode, reconciled=len(changed))
 
     async def handle_approved(self, message: Message) -> None:
         approval_id = str(message.payload["approval_id"])
@@ -79,7 +115,7 @@ class ExecutionWorker:
                 return
         try:
             record = await self.manager.submit_approved(intent, approval_id)
-        except VenueUnavailableError:
+        except (VenueUnavailableError, SubmissionBusyError):
             raise  # stays pending: retried after the reclaim idle time, reconciled by client order id
         except IQTSError as error:  # refused by the gate or the risk check: recorded, not retried
             log.warning("worker.not_submitted", approval_id=approval_id, reason=str(error))
@@ -106,6 +142,7 @@ class ExecutionWorker:
         metrics.observe_portfolio(snapshot)
 
     async def run(self, stop: asyncio.Event) -> None:
+        await self.startup()
         settings = self.runtime.settings
         bus = self.runtime.bus
         common = {"block_ms": settings.bus_block_ms, "reclaim_idle_ms": settings.bus_reclaim_idle_ms}
@@ -125,6 +162,7 @@ class ExecutionWorker:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self.manager.drain()  # order updates still on their way to the bus
 
     async def _follow_up_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -97,6 +97,7 @@ ORDER_PATH = f"{API_PREFIX}/order"
 USED_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
 API_KEY_HEADER = "X-MBX-APIKEY"
 DropMode = Literal["close", "status"]
+_DropRuleMode = Literal["close", "status", "hold"]
 
 
 def wall_ms() -> int:
@@ -199,8 +200,9 @@ class _Failure:
 @dataclass
 class _Drop:
     remaining: int
-    mode: DropMode
+    mode: _DropRuleMode
     status: int
+    hold_s: float = 0.0
 
 
 @dataclass
@@ -233,6 +235,7 @@ class FaultInjector:
         self._drops: list[_Drop] = []
         self._latencies: list[_Latency] = []
         self._canned: list[_Canned] = []
+        self._holds_released = threading.Event()
 
     def fail_next(
         self,
@@ -263,6 +266,15 @@ class FaultInjector:
         with self._lock:
             self._drops.append(_Drop(n, mode, int(status)))
 
+    def hold_after_submit_next(self, seconds: float, n: int = 1) -> None:
+        """For the next ``n`` orders the exchange *accepts* (POST /api/v3/order), keep the order and hold the
+        answer ``seconds`` before sending it: the order is live at the venue while its submitter still waits
+        (a client killed meanwhile never learns the outcome). The request log shows ``status=None`` while held."""
+        if seconds < 0:
+            raise ValueError("seconds must be >= 0")
+        with self._lock:
+            self._drops.append(_Drop(n, "hold", 0, float(seconds)))
+
     def set_latency(
         self, seconds: float, *, n: int | None = None, method: str | None = None, path: str | None = None
     ) -> None:
@@ -275,6 +287,16 @@ class FaultInjector:
         computed answer, after the usual checks (rate limit, signature). Replays recorded responses."""
         with self._lock:
             self._canned.append(_Canned(n, payload, int(status), method.upper(), path))
+
+    def release_holds(self) -> None:
+        """Answer every held order now (and stop holding later ones): the server is stopping."""
+        self._holds_released.set()
+
+    async def hold(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if ``release_holds`` is called meanwhile."""
+        deadline = time.monotonic() + seconds
+        while not self._holds_released.is_set() and (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, 0.05))
 
     def clear(self) -> None:
         with self._lock:
@@ -438,6 +460,12 @@ class LoopbackApp:
             status = response.status
             if method == "POST" and path == ORDER_PATH and response.status == HTTPStatus.OK:
                 drop = self.faults.take_drop()
+                if drop is not None and drop.mode == "hold":
+                    status = None  # in flight: the order is placed, the answer is not sent yet
+                    log.info("loopback.hold_answer", path=path, seq=seq, seconds=drop.hold_s)
+                    await self.faults.hold(drop.hold_s)
+                    status = response.status
+                    return response
                 if drop is not None and drop.mode == "close":
                     status = None
                     log.info("loopback.drop_connection", path=path, seq=seq)

@@ -95,6 +95,7 @@ class LoopbackExchange:
         thread, loop = self._thread, self._loop
         if thread is None or loop is None:
             return
+        self.faults.release_holds()  # held answers go out (to whoever still listens) before the loop stops
         loop.call_soon_threadsafe(loop.stop)
         thread.join(self.config.startup_timeout_s)
         self._thread = None
@@ -160,6 +161,9 @@ class LoopbackExchange:
         self, n: int = 1, *, mode: DropMode = "close", status: int = HTTPStatus.BAD_GATEWAY
     ) -> None:
         self.faults.drop_after_submit_next(n, mode=mode, status=status)
+
+    def hold_after_submit_next(self, seconds: float, n: int = 1) -> None:
+        self.faults.hold_after_submit_next(seconds, n)
 
     def set_latency(
         self, seconds: float, *, n: int | None = None, method: str | None = None, path: str | None = None

@@ -32,15 +32,24 @@ def stop_on_signals(stop: asyncio.Event) -> None:
 
 
 async def run_worker(settings: Settings) -> None:
+    from engine.execution.modes import validate_mode
     from engine.execution.worker import ExecutionWorker, build_order_manager
 
+    mode_check = validate_mode(settings)  # before anything starts: accounts vs mode, keys, the live confirmation
     runtime = await asyncio.to_thread(Runtime.start, settings)
-    stop = asyncio.Event()
-    stop_on_signals(stop)
-    manager = build_order_manager(runtime)
-    err.print(f"IQTS worker running ({runtime.bus_description} bus, accounts {', '.join(manager.router.accounts)})")
     try:
-        await ExecutionWorker(runtime, manager).run(stop)
+        stop = asyncio.Event()
+        stop_on_signals(stop)
+        manager = build_order_manager(runtime, mode_check=mode_check)
+        try:
+            worker = ExecutionWorker(runtime, manager)
+            await worker.startup()  # key permissions, reconciliation with the venues
+            err.print(
+                f"IQTS worker running in {settings.mode} mode ({runtime.bus_description} bus, accounts "
+                f"{', '.join(manager.router.accounts)})"
+            )
+            await worker.run(stop)
+        finally:
+            await manager.router.close()
     finally:
-        await manager.router.close()
         await runtime.aclose()

@@ -64,8 +64,6 @@ log = get_logger(__name__)
 T = TypeVar("T")
 ZERO: Final = Decimal(0)
 
-"""Every ``client_order_id_for`` id starts with it: how reconcile() tells IQTS orders from hand-placed ones."""
-
 VENUE_ERRORS: Final = (ccxt.BaseError, OSError)
 
 _BINANCE_STATUS: Final[dict[str, OrderStatus]] = {
