@@ -1,0 +1,531 @@
+"""The roles the graph wires together: intake guard, agent (the model), tools (over MCP), the approval wait, and
+the final answer with its evidence. Each is a function of the state; what they share is in :class:`AgentDeps`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from langgraph.config import get_stream_writer
+from langgraph.types import interrupt
+
+from agent.config import AgentSettings
+from agent.events import (
+    AnswerCheckOut,
+    ApprovalOutcome,
+    FinalEvent,
+    TokenResetEvent,
+    ToolEndEvent,
+    ToolStartEvent,
+)
+from agent.graph.prompts import system_prompt
+from agent.graph.state import AgentState
+from agent.guards.answers import NO_PROPOSAL, ProposalSummary, parse_proposals
+from agent.guards.arguments import ground_arguments
+from agent.guards.evidence import collect_evidence, numbers_in_text, numbers_in_value, to_decimal, ungrounded_numbers
+from agent.guards.intake import IntakeVerdict, check_intake
+from agent.guards.trade_intent import GuardBlock, TradeIntent, check_action_call, parse_trade_intent
+from agent.guards.untrusted import wrap_untrusted
+from agent.memory import model_window
+from agent.models.capabilities import ModelInfo
+from agent.models.constrained import strict_schema
+from engine.telemetry import get_logger
+
+log = get_logger(__name__)
+
+TERMINAL = frozenset({"executed", "failed", "rejected", "expired"})
+_LIST_KEEP = 20
+
+
+@dataclass
+class AgentDeps:
+    """What the nodes need besides the state: the bound model, the MCP tools, configuration."""
+
+    model: Runnable[Any, Any]
+    model_info: ModelInfo
+    tools: dict[str, BaseTool]
+    instructions: str
+    settings: AgentSettings
+    state_dir: Path
+    known_secrets: list[str] = field(default_factory=list)
+    schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        model: BaseChatModel,
+        model_info: ModelInfo,
+        tools: Iterable[BaseTool],
+        *,
+        instructions: str,
+        settings: AgentSettings,
+        state_dir: Path,
+        known_secrets: Iterable[str] = (),
+    ) -> AgentDeps:
+        tool_list = list(tools)
+        schemas = {}
+        for tool in tool_list:
+            raw = tool.args_schema
+            if not isinstance(raw, dict):
+                raw = convert_to_openai_tool(tool)["function"].get("parameters") or {}
+            schemas[tool.name] = strict_schema(raw)
+        return cls(
+            model=model.bind_tools(tool_list),
+            model_info=model_info,
+            tools={t.name: t for t in tool_list},
+            instructions=instructions,
+            settings=settings,
+            state_dir=state_dir,
+            known_secrets=list(known_secrets),
+            schemas=schemas,
+        )
+
+
+def _emit(payload: Any) -> None:
+    try:
+        writer = get_stream_writer()
+    except RuntimeError:  # not running inside a streaming graph
+        return
+    writer({"iqts_event": payload.model_dump(mode="json")})
+
+
+def _turn(state: AgentState) -> list[AnyMessage]:
+    return list(state["messages"][state.get("turn_start", 0) :])
+
+
+def _tool_results(state: AgentState) -> list[ToolMessage]:
+    return [m for m in _turn(state) if isinstance(m, ToolMessage)]
+
+
+def _structured(message: ToolMessage) -> dict[str, Any] | None:
+    artifact = message.artifact
+    if isinstance(artifact, Mapping) and isinstance(artifact.get("structured"), Mapping):
+        return dict(artifact["structured"])
+    return None
+
+
+def _artifacts(state: AgentState) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for message in _tool_results(state):
+        structured = _structured(message)
+        if structured is not None and message.status != "error":
+            out.append((message.name or "tool", structured))
+    return out
+
+
+def _shrink(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _shrink(v) for k, v in value.items()}
+    if isinstance(value, list):
+        if len(value) > _LIST_KEEP:
+            kept = [_shrink(v) for v in value[-_LIST_KEEP:]]
+            return [f"... {len(value) - _LIST_KEEP} earlier items omitted", *kept]
+        return [_shrink(v) for v in value]
+    return value
+
+
+def compact_result(value: Any, limit: int) -> str:
+    """A tool result as compact JSON the model can read within ``limit`` characters."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    if len(text) > limit:
+        text = json.dumps(_shrink(value), separators=(",", ":"), ensure_ascii=False, default=str)
+    if len(text) > limit:
+        text = text[:limit] + f" ...[cut: {len(text) - limit} more characters]"
+    return text
+
+
+# -- intake ------------------------------------------------------------------------------------------------------
+
+
+def make_intake(deps: AgentDeps) -> Any:
+    async def intake(state: AgentState) -> dict[str, Any]:
+        messages = state["messages"]
+        last = messages[-1]
+        if not isinstance(last, HumanMessage):
+            raise ValueError("a turn must start with the user's message")
+        follow_up = any(isinstance(m, AIMessage) and not m.tool_calls for m in messages[:-1])
+        verdict = check_intake(str(last.text), deps.known_secrets, follow_up=follow_up)
+        earlier = [str(k) for k in last.additional_kwargs.get("iqts_redactions", [])]  # redacted by the caller
+        if earlier:
+            verdict = verdict.model_copy(update={"redactions": [*earlier, *verdict.redactions]})
+        update: dict[str, Any] = {
+            "turn_start": len(messages) - 1,
+            "user_text": verdict.text,
+            "intake": verdict.model_dump(mode="json"),
+            "steps": 0,
+            "blocked": [],
+            "pending_approval": None,
+            "approval_outcome": None,
+            "final": None,
+        }
+        if verdict.text != last.text:  # the stored message too: the secret leaves no trace in the checkpoint
+            update["messages"] = [HumanMessage(content=verdict.text, id=last.id)]
+        if verdict.decision != "ok":
+            log.info("agent.intake_refused", decision=verdict.decision)
+        return update
+
+    return intake
+
+
+# -- agent -------------------------------------------------------------------------------------------------------
+
+
+def make_agent(deps: AgentDeps) -> Any:
+    prompt = system_prompt(deps.model_info.label, deps.instructions)
+
+    async def agent(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+        steps = state.get("steps", 0)
+        if steps >= deps.settings.agent_max_steps:
+            text = (
+                f"I stopped after {steps} steps without a complete answer. Here is what I found so far in the tool "
+                "results above; ask me a narrower question."
+            )
+            return {"messages": [AIMessage(content=text)], "steps": steps}
+        window = [SystemMessage(content=prompt), *model_window(state["messages"], state.get("turn_start", 0))]
+        started = time.monotonic()
+        try:
+            reply = await deps.model.ainvoke(window, config)
+        except (ValueError, RuntimeError) as error:  # constrained output that did not validate, runtime failure
+            log.warning("agent.model_failed", error=str(error)[:300])
+            reply = AIMessage(content=f"The model could not produce a valid reply ({error}). Please rephrase.")
+        log.info("agent.model_call", model=deps.model_info.label, s=round(time.monotonic() - started, 2))
+        if not isinstance(reply, AIMessage):
+            reply = AIMessage(content=str(getattr(reply, "content", reply)))
+        hint = _trade_hint(state, reply)
+        if hint is not None:  # asked to trade, answered without trying: remind it once (the guard still checks)
+            log.info("agent.trade_hint")
+            try:
+                retry = await deps.model.ainvoke([*window, reply, HumanMessage(content=hint)], config)
+            except (ValueError, RuntimeError) as error:
+                log.warning("agent.model_failed", error=str(error)[:300])
+            else:
+                if isinstance(retry, AIMessage) and retry.tool_calls:
+                    if reply.content:
+                        _emit(TokenResetEvent(reason="the model's draft claimed a trade it had not proposed"))
+                    reply = retry
+        if reply.tool_calls and deps.model_info.capabilities.ground_optional_arguments:
+            reply = _ground(reply, state.get("user_text", ""), deps)
+        return {"messages": [reply], "steps": steps + 1}
+
+    return agent
+
+
+def _trade_hint(state: AgentState, reply: AIMessage) -> str | None:
+    """A reminder for a model that answered a trade request without calling a tool (small models claim they did)."""
+    if reply.tool_calls or state.get("steps", 0) > 0:
+        return None
+    intent: TradeIntent = parse_trade_intent(state.get("user_text", ""))
+    if not intent.is_trade or intent.side == "close":
+        return None
+    symbol = "/".join(intent.pairs[0]) if intent.pairs else intent.assets[0]
+    quantity = intent.quantities[0]
+    return (
+        f"(IQTS) My message asks to {intent.side} {quantity} {symbol}. Nothing is proposed until you call "
+        "propose_order: call it with exactly that side, symbol and quantity, or answer why you cannot."
+    )
+
+
+def _ground(reply: AIMessage, said: str, deps: AgentDeps) -> AIMessage:
+    calls = []
+    dropped: dict[str, list[str]] = {}
+    for call in reply.tool_calls:
+        schema = deps.schemas.get(call["name"])
+        if schema is None:
+            calls.append(call)
+            continue
+        args, lost = ground_arguments(call["args"], schema, said)
+        if lost:
+            dropped[str(call["id"])] = lost
+        calls.append({**call, "args": args})
+    extra = {**reply.additional_kwargs, "iqts_dropped": dropped} if dropped else reply.additional_kwargs
+    return reply.model_copy(update={"tool_calls": calls, "additional_kwargs": extra})
+
+
+# -- tools -------------------------------------------------------------------------------------------------------
+
+
+def make_tools(deps: AgentDeps) -> Any:
+    async def tools(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+        last = state["messages"][-1]
+        assert isinstance(last, AIMessage)
+        user_text = state.get("user_text", "")
+        artifacts = [a for _, a in _artifacts(state)]
+        proposed = sum(1 for name, _ in _artifacts(state) if name == "propose_order")
+        blocked = list(state.get("blocked", []))
+        dropped = last.additional_kwargs.get("iqts_dropped", {})
+        out: list[ToolMessage] = []
+        pending: dict[str, Any] | None = None
+        for call in last.tool_calls:
+            call_id, name, args = str(call["id"]), call["name"], dict(call["args"])
+            _emit(
+                ToolStartEvent(call_id=call_id, tool=name, arguments=args, dropped_arguments=dropped.get(call_id, []))
+            )
+            tool = deps.tools.get(name)
+            block = check_action_call(name, args, user_text, artifacts, proposed_this_turn=proposed)
+            if block is None and tool is None:
+                block = GuardBlock(tool=name, reason=f"there is no tool named {name}")
+            if block is not None or tool is None:
+                reason = block.reason if block else "unknown tool"
+                log.warning("agent.call_blocked", tool=name, reason=reason)
+                blocked.append(GuardBlock(tool=name, reason=reason).model_dump())
+                out.append(
+                    ToolMessage(
+                        content=f"BLOCKED by the IQTS guard, nothing was sent: {reason}. Tell the user; do not retry.",
+                        tool_call_id=call_id,
+                        name=name,
+                        status="error",
+                        artifact={"blocked": reason},
+                    )
+                )
+                _emit(ToolEndEvent(call_id=call_id, tool=name, status="blocked", reason=reason))
+                continue
+            message, structured, duration = await _run_tool(tool, call_id, name, args, config, deps)
+            out.append(message)
+            status = "error" if message.status == "error" else "ok"
+            _emit(
+                ToolEndEvent(
+                    call_id=call_id,
+                    tool=name,
+                    status=status,
+                    result=structured,
+                    text=str(message.artifact.get("text", "")) if isinstance(message.artifact, dict) else "",
+                    duration_ms=duration,
+                )
+            )
+            if name == "propose_order" and status == "ok" and structured is not None:
+                proposed += 1
+                artifacts.append(structured)
+                if structured.get("status") == "pending":
+                    pending = structured
+        return {"messages": out, "blocked": blocked, "pending_approval": pending}
+
+    return tools
+
+
+async def _run_tool(
+    tool: BaseTool, call_id: str, name: str, args: dict[str, Any], config: RunnableConfig, deps: AgentDeps
+) -> tuple[ToolMessage, dict[str, Any] | None, float]:
+    started = time.monotonic()
+    try:
+        raw = await tool.ainvoke({"type": "tool_call", "id": call_id, "name": name, "args": args}, config)
+    except Exception as error:  # the transport failed: report it to the model as an error result
+        log.warning("agent.tool_failed", tool=name, error=str(error)[:300])
+        raw = ToolMessage(content=f"the tool could not be reached: {error}", tool_call_id=call_id, status="error")
+    duration = (time.monotonic() - started) * 1000
+    structured: dict[str, Any] | None = None
+    if isinstance(raw, ToolMessage):
+        artifact = raw.artifact
+        if isinstance(artifact, Mapping) and isinstance(artifact.get("structured_content"), Mapping):
+            structured = dict(artifact["structured_content"])
+        text_result = str(raw.text) if raw.status == "error" or structured is None else ""
+        status = raw.status
+    else:
+        text_result, status = str(raw), "success"
+    if status != "error" and structured is not None:
+        body = compact_result(structured, deps.settings.agent_tool_result_chars)
+    else:
+        body = text_result[: deps.settings.agent_tool_result_chars]
+    message = ToolMessage(
+        content=wrap_untrusted(body if status != "error" else f"error: {body}", f"tool:{name}"),
+        tool_call_id=call_id,
+        name=name,
+        status="error" if status == "error" else "success",
+        artifact={"structured": structured, "text": body},
+    )
+    return message, structured, duration
+
+
+# -- the approval wait -------------------------------------------------------------------------------------------
+
+
+def make_await_approval(deps: AgentDeps) -> Any:
+    async def await_approval(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+        pending = state.get("pending_approval") or {}
+        approval_id = str(pending.get("approval_id", ""))
+        summary = ProposalSummary.from_result(pending)
+        interrupt(
+            {
+                "approval_id": approval_id,
+                "inbox_url": summary.inbox_url,
+                "summary": summary.describe(),
+                "intent": pending.get("intent") or {},
+                "risk_summary": summary.risk_summary,
+                "expires_at": summary.expires_at,
+            }
+        )
+        outcome = await _poll(approval_id, config, deps)
+        text = describe_outcome(outcome, summary)
+        return {
+            "approval_outcome": outcome.model_dump(mode="json"),
+            "pending_approval": None,
+            "messages": [AIMessage(content=text, additional_kwargs={"iqts_outcome": True})],
+        }
+
+    return await_approval
+
+
+async def _poll(approval_id: str, config: RunnableConfig, deps: AgentDeps) -> ApprovalOutcome:
+    """Read the request back through ``get_approval`` until it is final (or the worker had its time)."""
+    tool = deps.tools.get("get_approval")
+    started = time.monotonic()
+    if tool is None:
+        return ApprovalOutcome(approval_id=approval_id, status="unknown")
+    while True:
+        call_id = f"poll_{approval_id}_{int(time.monotonic() * 1000)}"
+        args = {"approval_id": approval_id}
+        _emit(ToolStartEvent(call_id=call_id, tool="get_approval", arguments=args))
+        message, structured, duration = await _run_tool(tool, call_id, "get_approval", args, config, deps)
+        ok = message.status != "error" and structured is not None
+        _emit(
+            ToolEndEvent(
+                call_id=call_id,
+                tool="get_approval",
+                status="ok" if ok else "error",
+                result=structured,
+                duration_ms=duration,
+            )
+        )
+        waited = time.monotonic() - started
+        if not ok or structured is None:
+            return ApprovalOutcome(approval_id=approval_id, status="unknown", waited_s=waited)
+        status = str(structured.get("status"))
+        if status in TERMINAL or status == "pending" or waited >= deps.settings.agent_approval_wait_s:
+            return ApprovalOutcome(
+                approval_id=approval_id,
+                status=status,
+                decided_by=structured.get("decided_by"),
+                decision_reason=structured.get("decision_reason"),
+                result=structured.get("result"),
+                inbox_url=structured.get("inbox_url"),
+                waited_s=round(waited, 2),
+            )
+        await asyncio.sleep(deps.settings.agent_approval_poll_s)
+
+
+def describe_outcome(outcome: ApprovalOutcome, summary: ProposalSummary) -> str:
+    """The outcome in plain words, every figure taken from ``get_approval``'s result."""
+    what = f"{summary.side} {summary.quantity} {summary.symbol}"
+    who = f" by {outcome.decided_by}" if outcome.decided_by else ""
+    result = outcome.result or {}
+    if outcome.status == "executed":
+        filled = result.get("filled_quantity", "?")
+        price = result.get("average_price")
+        at = f" at an average price of {price}" if price is not None else ""
+        return (
+            f"Your order to {what} (approval {outcome.approval_id}) was approved{who} and executed: order "
+            f"{result.get('order_id', '?')} {result.get('status', 'filled')}, {filled} {summary.symbol}{at}."
+        )
+    if outcome.status == "failed":
+        reason = result.get("reason") or "see the order record"
+        return f"Your order to {what} (approval {outcome.approval_id}) was approved{who} but not executed: {reason}."
+    if outcome.status == "rejected":
+        reason = outcome.decision_reason or "no reason given"
+        return (
+            f"Your order to {what} (approval {outcome.approval_id}) was rejected{who}: {reason}. Nothing was executed."
+        )
+    if outcome.status == "expired":
+        return (
+            f"Your order to {what} (approval {outcome.approval_id}) expired without a decision. Nothing was executed."
+        )
+    if outcome.status == "approved":
+        return (
+            f"Your order to {what} (approval {outcome.approval_id}) was approved{who}. The execution worker has not "
+            f"reported on it yet (I waited {outcome.waited_s:g} s); it submits approved orders after a second risk "
+            "check. Ask me for its status later."
+        )
+    if outcome.status == "pending":
+        return (
+            f"Your order to {what} (approval {outcome.approval_id}) is still waiting for a decision in the inbox: "
+            f"{outcome.inbox_url or summary.inbox_url}"
+        )
+    return f"I could not read back approval {outcome.approval_id}; check the inbox: {summary.inbox_url}"
+
+
+# -- final -------------------------------------------------------------------------------------------------------
+
+
+def make_final(deps: AgentDeps) -> Any:
+    async def final(state: AgentState) -> dict[str, Any]:
+        verdict = IntakeVerdict.model_validate(state.get("intake") or {"decision": "ok", "text": "", "redactions": []})
+        turn = _turn(state)
+        last_ai = next((m for m in reversed(turn) if isinstance(m, AIMessage) and not m.tool_calls), None)
+        artifacts = _artifacts(state)
+        evidence = collect_evidence(artifacts)
+        blocked = [GuardBlock.model_validate(b) for b in state.get("blocked", [])]
+        outcome = state.get("approval_outcome")
+        check: AnswerCheckOut | None = None
+        if not verdict.allowed:
+            text = verdict.reply or "I cannot help with that."
+        else:
+            text = str(last_ai.text) if last_ai is not None else ""
+            if not text.strip():
+                text = "I have no answer to that."
+        sources: set[Decimal] = set()
+        for _, artifact in artifacts:
+            sources |= numbers_in_value(artifact)
+        if outcome:
+            sources |= numbers_in_value(outcome)
+        for raw in numbers_in_text(state.get("user_text", "")):
+            number = to_decimal(raw)
+            if number is not None:
+                sources.add(number)
+        proposals_raw: list[Mapping[str, Any]] = [a for name, a in artifacts if name == "propose_order"]
+        from_model = verdict.allowed and last_ai is not None and not last_ai.additional_kwargs.get("iqts_outcome")
+        asked_to_trade = parse_trade_intent(state.get("user_text", "")).is_trade
+        if (proposals_raw or asked_to_trade) and from_model:
+            proposals, schema_failures = parse_proposals(proposals_raw)
+            from agent.guards.rails import check_answer
+
+            result = await asyncio.to_thread(check_answer, text, proposals, sources, state_dir=deps.state_dir)
+            failures = [*schema_failures, *result.failures]
+            replaced = bool(failures)
+            if replaced:
+                reasons = "an invented figure" if any("figures" in f for f in failures) else "a false claim"
+                summary = " ".join(p.describe() for p in proposals) if proposals else NO_PROPOSAL
+                text = summary + (
+                    f" (This summary replaces the model's wording, which failed the answer checks: {reasons}.)"
+                )
+            check = AnswerCheckOut(
+                passed=not failures, failures=failures, validator=result.validator, replaced=replaced
+            )
+        if blocked and verdict.allowed:
+            notes = "; ".join(f"{b.tool}: {b.reason}" for b in blocked)
+            if "blocked" not in text.lower():
+                text += f"\n\nI tried a call that the IQTS guard blocked ({notes}). Nothing was sent."
+        if verdict.redactions:
+            text = (
+                f"(I removed what looked like a secret ({', '.join(sorted(set(verdict.redactions)))}) from your "
+                "message before reading it; it is not stored and no model saw it.)\n\n" + text
+            )
+        event = FinalEvent(
+            text=text,
+            model_label=deps.model_info.label,
+            evidence=evidence,
+            blocked=blocked,
+            refused=None if verdict.allowed else verdict.decision,
+            redactions=verdict.redactions,
+            approval=ApprovalOutcome.model_validate(outcome) if outcome else None,
+            answer_check=check,
+            unverified_numbers=ungrounded_numbers(text, sources) if verdict.allowed else [],
+        )
+        _emit(event)
+        update: dict[str, Any] = {"final": event.model_dump(mode="json")}
+        if last_ai is not None and verdict.allowed:
+            if text != str(last_ai.text):
+                update["messages"] = [last_ai.model_copy(update={"content": text})]
+        else:
+            update["messages"] = [AIMessage(content=text)]
+        return update
+
+    return final

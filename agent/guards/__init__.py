@@ -1,0 +1,1 @@
+"""Deterministic guards around the model: intake, untrusted data, trade intent, arguments, answers."""
