@@ -64,7 +64,7 @@ do_browser() {
 
 do_model() {
   local uv; uv=$(uv_cmd)
-  $uv run --frozen --all-extras python -m agent.models.fetch
+  $uv run --frozen --all-extras python -m agent.models.fetch --all
 }
 
 for step in "$@"; do
