@@ -57,12 +57,7 @@ def minute_bars_from_real_hours(rows: int, seed: int = 7) -> pd.DataFrame:
 
 
 def _median(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return _median_with_setup(fn, lambda: None, repeats)
 
 
 def _median_with_setup(fn: Callable[[], object], setup: Callable[[], object], repeats: int) -> float:
