@@ -6,7 +6,8 @@ no ``type: ignore``; every kernel is compiled with ``cache=True`` into ``NUMBA_C
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
 from engine.backtest._numba_cache import ensure_numba_cache_dir
@@ -42,3 +43,15 @@ def njit(*, parallel: bool = False, inline: bool = False) -> Callable[[F], F]:
 def num_threads() -> int:
     """Threads numba's parallel kernels use (``NUMBA_NUM_THREADS``, default: the CPU count)."""
     return int(numba.get_num_threads())
+
+
+@contextmanager
+def one_item_per_task() -> Iterator[None]:
+    """``prange`` loops started inside hand out one iteration at a time (numba's default splits the range into
+    one static block per thread: one descheduled thread then holds up the whole loop). For loops whose
+    iterations are whole backtests, the scheduling overhead is nothing."""
+    previous = numba.set_parallel_chunksize(1)
+    try:
+        yield
+    finally:
+        numba.set_parallel_chunksize(previous)

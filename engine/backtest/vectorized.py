@@ -15,6 +15,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from engine.backtest import kernels
+from engine.backtest._jit import one_item_per_task
 from engine.backtest.bars import Bars, bars_per_year
 from engine.backtest.config import (
     DIRECTION_BOUNDS,
@@ -320,19 +321,20 @@ def run_grid(
     stops_matrix = np.ascontiguousarray(np.array(stop_rows, dtype=np.float64).reshape(len(kept), 3))
     market = _market_args(bars, config, metrics_config)
     kernel = kernels.grid_kernel if options.parallel else kernels.grid_kernel_serial
-    values = kernel(
-        spec.kernel_id,
-        bars.open,
-        bars.high,
-        bars.low,
-        bars.close,
-        bars.volume,
-        _NO_TARGETS,
-        params,
-        stops_matrix,
-        *market,
-        int(options.chunk_bars),
-    )
+    with one_item_per_task():
+        values = kernel(
+            spec.kernel_id,
+            bars.open,
+            bars.high,
+            bars.low,
+            bars.close,
+            bars.volume,
+            _NO_TARGETS,
+            params,
+            stops_matrix,
+            *market,
+            int(options.chunk_bars),
+        )
     if skipped:
         log.info("grid.skipped_invalid", strategy=spec.name, skipped=len(skipped), kept=len(kept))
     return GridResult(
