@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -13,6 +14,9 @@ from engine.settings import Settings
 from engine.telemetry import get_logger
 from ui.api.app import create_app
 from ui.cli.console import out
+
+if TYPE_CHECKING:
+    from ui.chat.serve import ChatChild
 
 log = get_logger(__name__)
 SHUTDOWN_GRACE_S = 5.0
@@ -29,11 +33,13 @@ def ensure_port_free(host: str, port: int) -> None:
             ) from None
 
 
-def banner(runtime: Runtime, title: str) -> None:
+def banner(runtime: Runtime, title: str, chat_url: str | None = None) -> None:
     url = runtime.settings.api_url
     out.print(f"[bold green]{title}[/] (mode {runtime.settings.mode})")
     out.print(f"  API        {url}  (docs {url}/docs)")
     out.print(f"  inbox      {url}/inbox   (approve or reject proposed orders; `iqts users add NAME --role approver`)")
+    if chat_url:
+        out.print(f"  chat       {chat_url}   (the copilot, IQTS_LLM={runtime.settings.llm}; sign in as in the inbox)")
     out.print(f"  MCP        {url}/mcp (streamable HTTP, bearer token: `iqts users token NAME`); stdio: `iqts mcp`")
     out.print(f"  health     {url}/healthz   ready {url}/readyz   metrics {url}/metrics")
     out.print(f"  database   {runtime.database_description}")
@@ -80,6 +86,30 @@ async def background_services(runtime: Runtime, stop: asyncio.Event) -> list[asy
     ]
 
 
+def start_chat(runtime: Runtime) -> ChatChild | None:
+    """The chat as a child process beside the API (None, with a warning, when its port is taken)."""
+    from ui.chat.config import listen_host, load_chat_settings
+    from ui.chat.serve import spawn
+
+    chat = load_chat_settings()
+    try:
+        ensure_port_free(listen_host(runtime.settings, chat), chat.port)
+    except ConfigError:
+        out.print(f"[yellow]chat not started:[/] port {chat.port} is taken (set IQTS_CHAT_PORT to a free port)")
+        return None
+    env = {} if runtime.settings.database_url is not None else {"IQTS_DATABASE_URL": runtime.db.url}
+    return spawn(runtime.settings, chat, env=env)
+
+
+async def _announce_chat(child: ChatChild) -> None:
+    from ui.chat.serve import wait_until_up
+
+    if await asyncio.to_thread(wait_until_up, child.url, child.process, 90.0):
+        out.print(f"  chat is ready at {child.url}")
+    else:
+        out.print(f"[red]the chat did not start[/]: see {child.log_path}")
+
+
 async def serve(settings: Settings, *, banner_title: str = "IQTS is up", services: bool = True) -> None:
     """Start the runtime, the API (with the inbox and MCP) and, for `iqts up`, the worker, the risk monitor and
     the approval expiry; on Ctrl-C stop them all, the embedded PostgreSQL included."""
@@ -87,6 +117,8 @@ async def serve(settings: Settings, *, banner_title: str = "IQTS is up", service
     runtime = await asyncio.to_thread(Runtime.start, settings)
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
+    chat: ChatChild | None = None
+    announce: asyncio.Task[None] | None = None
     from approvals.users import ensure_initial_admin
 
     password_file = settings.state_dir / "admin-password"
@@ -109,7 +141,11 @@ async def serve(settings: Settings, *, banner_title: str = "IQTS is up", service
         while not server.started and not task.done():
             await asyncio.sleep(0.05)
         if server.started:
-            banner(runtime, banner_title)
+            if services:
+                chat = await asyncio.to_thread(start_chat, runtime)
+            banner(runtime, banner_title, chat.url if chat else None)
+            if chat is not None:
+                announce = asyncio.create_task(_announce_chat(chat), name="chat-announce")
             if admin_password:
                 out.print(
                     f"  first run: sign in to the inbox as [bold]admin[/]; the password is in {password_file} "
@@ -117,6 +153,12 @@ async def serve(settings: Settings, *, banner_title: str = "IQTS is up", service
                 )
         await task
     finally:
+        if chat is not None:
+            from ui.chat.serve import stop as stop_chat
+
+            if announce is not None:
+                announce.cancel()
+            await asyncio.to_thread(stop_chat, chat.process)  # its sessions end: their MCP tokens are revoked
         stop.set()  # the services finish their round and return; what does not within the grace is cancelled
         if tasks:
             _done, late = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)

@@ -58,7 +58,8 @@ def test_up_becomes_ready_and_ctrl_c_stops_everything(state_dir: Path) -> None:
     server.stop()  # a clean slate: `iqts up` must start it itself
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("IQTS_")}
-    env |= {"IQTS_STATE_DIR": str(own_state), "IQTS_API_PORT": str(port)}
+    chat_port = _free_port()
+    env |= {"IQTS_STATE_DIR": str(own_state), "IQTS_API_PORT": str(port), "IQTS_CHAT_PORT": str(chat_port)}
     proc = subprocess.Popen([*IQTS, "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         ready = None
@@ -77,5 +78,6 @@ def test_up_becomes_ready_and_ctrl_c_stops_everything(state_dir: Path) -> None:
         out, err = proc.communicate(timeout=60)
     assert proc.returncode in (0, 130), err  # 130: the conventional exit status after Ctrl-C
     assert "IQTS is up" in out and f"http://127.0.0.1:{port}" in out
+    assert f"chat       http://127.0.0.1:{chat_port}" in out
     assert "IQTS stopped." in out
     assert not server.is_running()
