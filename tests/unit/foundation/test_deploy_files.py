@@ -18,7 +18,7 @@ def _compose() -> dict:
 
 def test_compose_has_the_full_stack_with_healthchecks() -> None:
     services = _compose()["services"]
-    for name in ("postgres", "redis", "api", "prometheus", "grafana", "ollama"):
+    for name in ("postgres", "redis", "api", "worker", "chat", "prometheus", "grafana", "ollama"):
         assert name in services, name
     assert "pgvector" in services["postgres"]["image"]
     for name, service in services.items():
