@@ -186,7 +186,19 @@ class OrderManager:
     async def _submit(self, intent: OrderIntent, approval_id: str) -> OrderRecord:
         approved: ApprovedOrder | None
         with self.db.connection() as conn:
-            conn.execute("SELECT 1 FROM approval_requests WHERE id = %s FOR UPDATE", (approval_id,))
+            stored = conn.execute(
+                "SELECT intent_hash FROM approval_requests WHERE id = %s FOR UPDATE", (approval_id,)
+            ).fetchone()
+            if stored is not None and stored[0] != intent.intent_hash():
+                # checked before anything else, even for an order already made: a changed intent never rides on
+                # an earlier approval (it is refused, and the approval keeps its own state)
+                reason = (
+                    f"refused: the order differs from what was approved in {approval_id}; "
+                    "any change needs a new approval"
+                )
+                audit(conn, WORKER_ACTOR, "order.refused", f"approval:{approval_id}", {"reason": reason})
+                conn.commit()
+                raise gate.GateRefusedError(reason)
             existing = get_order(conn, approval_id=approval_id)
             if existing is not None and existing.status is not OrderStatus.NEW:
                 return existing  # already submitted (or finished): nothing to send
