@@ -18,6 +18,7 @@ SUITES: dict[str, tuple[str, str]] = {
     "backtest": ("bench.backtest_bench", "run_backtest_bench"),
     "risk": ("bench.risk_bench", "run_risk_bench"),
     "execution": ("bench.execution_bench", "run_execution_bench"),
+    "optimize": ("bench.optimize_bench", "run_optimize_bench"),
 }
 
 
