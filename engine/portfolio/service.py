@@ -55,8 +55,16 @@ def _apply_new_fills(conn: Connection[TupleRow], ledger: Ledger, after_id: int) 
     last = after_id
     for r in rows:
         fill = Fill(
-            order_id=str(r[1]), fill_id=str(r[2]), symbol=r[5], side=OrderSide(r[6]), quantity=r[7], price=r[8],
-            fee=r[9], fee_currency=r[10], liquidity=Liquidity(r[11]), ts=r[12],
+            order_id=str(r[1]),
+            fill_id=str(r[2]),
+            symbol=r[5],
+            side=OrderSide(r[6]),
+            quantity=r[7],
+            price=r[8],
+            fee=r[9],
+            fee_currency=r[10],
+            liquidity=Liquidity(r[11]),
+            ts=r[12],
         )
         if r[3] not in ledger.accounts:
             continue  # an account removed from the configuration keeps its fills in the table

@@ -32,8 +32,11 @@ pytestmark = pytest.mark.browser
 
 async def _propose(url: str, token: str, order: dict[str, Any], rationale: str) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(headers=headers, timeout=60) as http, \
-            streamable_http_client(f"{url}/mcp", http_client=http) as (r, w, _), ClientSession(r, w) as s:
+    async with (
+        httpx.AsyncClient(headers=headers, timeout=60) as http,
+        streamable_http_client(f"{url}/mcp", http_client=http) as (r, w, _),
+        ClientSession(r, w) as s,
+    ):
         await s.initialize()
         result = await s.call_tool("propose_order", {"order": order, "rationale": rationale})
     assert not result.isError, result.content

@@ -65,7 +65,7 @@ def test_updates_and_deletes_are_refused_by_the_database(clean_audit: Database) 
 @pytest.mark.parametrize(
     ("statement", "bad_seq", "words"),
     [
-        ("UPDATE audit_log SET payload = '{\"n\":2,\"qty\":\"9.99\"}' WHERE seq = 3", 3, "edited"),
+        ('UPDATE audit_log SET payload = \'{"n":2,"qty":"9.99"}\' WHERE seq = 3', 3, "edited"),
         ("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2", 2, "edited"),
         ("DELETE FROM audit_log WHERE seq = 3", 3, "missing"),
         ("DELETE FROM audit_log WHERE seq >= 4", 4, "removed"),

@@ -35,9 +35,13 @@ async def test_stdio_server_serves_the_tools(settings: Settings, sample_loaded: 
         assert {"iqts://strategies", "iqts://risk-policy", "iqts://recent-runs"} <= resources
         policy = await session.read_resource("iqts://risk-policy")
         assert "max_order_notional" in policy.contents[0].text  # type: ignore[union-attr]
-        note = await session.call_tool("add_note", {
-            "title": "Funding squeeze idea", "text": "When perp funding exceeds 0.1% per 8h, fade the move on ETH/USD.",
-        })
+        note = await session.call_tool(
+            "add_note",
+            {
+                "title": "Funding squeeze idea",
+                "text": "When perp funding exceeds 0.1% per 8h, fade the move on ETH/USD.",
+            },
+        )
         assert not note.isError, note.content
         found = await session.call_tool("search_knowledge", {"query": "perp funding fade ETH", "k": 3})
         assert not found.isError and found.structuredContent is not None
