@@ -10,7 +10,6 @@ conversation is then reopened from the sidebar with its history. Screenshots go 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import re
@@ -274,8 +273,6 @@ def test_sign_in_ask_a_price_and_see_the_tool_step(chat_stack: ChatStack, chromi
 def test_a_backtest_answer_comes_with_its_equity_chart(chat_stack: ChatStack, chromium: Browser) -> None:
     from playwright.sync_api import expect
 
-    if importlib.util.find_spec("tools.research_tools") is None:
-        pytest.skip("the research tools (run_backtest) are not in the MCP server yet")
     page = chromium.page()
     sign_in(page, chat_stack)
     ask(page, "Backtest sma_cross on BTC/USD")
