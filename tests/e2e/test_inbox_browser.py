@@ -26,7 +26,7 @@ from engine.execution.models import OrderIntent, OrderSide, OrderType
 from engine.execution.oms import OrderRecord
 from engine.execution.worker import build_order_manager
 from engine.runtime import Runtime
-from engine.settings import Settings
+from engine.settings import AccountSettings, Settings
 from engine.store.database import Database
 from tests.integration.inbox.helpers import PASSWORD, ServerThread
 from ui.api.app import create_app
@@ -55,6 +55,7 @@ class Stack:
     trader: str
     last_price: Decimal
     shots: Path
+    account: str
 
     def propose(self, intent: OrderIntent, rationale: str) -> ApprovalRequest:
         requester = Requester(user=self.trader, kind="mcp", session="claude-desktop")
@@ -87,10 +88,16 @@ def stack(settings: Settings, db: Database, unique: str) -> Iterator[Stack]:
     trader = create_user(db, f"bob{unique}", PASSWORD, Role.TRADER).username
     shots = settings.state_dir / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
-    runtime = Runtime(settings=settings, db=db, bus=InProcessBus())
+    # an account of its own: orders other tests placed this minute (rate limit, positions) do not count here
+    account = f"e2e{unique}"
+    own = settings.model_copy(
+        update={"accounts": [AccountSettings(name=account, initial_cash={"USD": Decimal(100_000)})]}
+    )
+    runtime = Runtime(settings=own, db=db, bus=InProcessBus())
     try:
         with ServerThread(create_app(runtime)) as server:
-            yield Stack(runtime, server, approver, trader, last_prices(store, ["BTC/USD"])["BTC/USD"].price, shots)
+            price = last_prices(store, ["BTC/USD"])["BTC/USD"].price
+            yield Stack(runtime, server, approver, trader, price, shots, account)
     finally:
         with db.connection() as conn:
             conn.execute("DELETE FROM system_state WHERE key = ANY(%s)", (list(CONTROL_KEYS),))
@@ -127,15 +134,19 @@ def test_sign_in_approve_and_reject_in_a_real_browser(stack: Stack) -> None:
 
             # an MCP client proposes while the inbox is open: it appears without a reload
             market = OrderIntent(
-                account="paper", symbol="BTC/USD", side=OrderSide.BUY, type=OrderType.MARKET, quantity=Decimal("0.05")
+                account=stack.account,
+                symbol="BTC/USD",
+                side=OrderSide.BUY,
+                type=OrderType.MARKET,
+                quantity=Decimal("0.05"),
             )
             first = stack.propose(market, "Momentum: price closed above the 20-bar high on rising volume.")
             link = page.locator(f'a[href="/inbox/{first.id}"]')
             expect(link).to_be_visible()
-            expect(link).to_have_text("buy 0.05 BTC/USD market (paper)")
+            expect(link).to_have_text(f"buy 0.05 BTC/USD market ({stack.account})")
 
             limit = OrderIntent(
-                account="paper",
+                account=stack.account,
                 symbol="BTC/USD",
                 side=OrderSide.BUY,
                 type=OrderType.LIMIT,

@@ -71,7 +71,7 @@ def test_mcp_proposal_to_paper_fill_reject_expire_and_change(stack: Stack, worke
 
     token = issue_token(stack.runtime.db, stack.trader, "e2e", actor="tests")
     url = stack.server.url
-    buy = {"symbol": "BTC/USD", "side": "buy", "quantity": "0.02"}
+    buy = {"symbol": "BTC/USD", "side": "buy", "quantity": "0.02", "account": stack.account}
     approved = stack.server.run(_propose(url, token, buy, "Breakout above the 20-day high."))
     rejected = stack.server.run(_propose(url, token, {**buy, "quantity": "0.03"}, "Add to the position."))
     expiring = stack.server.run(_propose(url, token, {**buy, "quantity": "0.04"}, "Scale in."))
