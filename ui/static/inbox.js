@@ -18,10 +18,13 @@
     });
   }
 
+  var refreshes = 0;  // answers can arrive out of order: only the latest request may replace the list
+
   function refreshList(box) {
+    var mine = ++refreshes;
     fetch(box.getAttribute("data-fragment"), { credentials: "same-origin", headers: { Accept: "text/html" } })
       .then(function (r) { if (r.ok) return r.text(); throw new Error(String(r.status)); })
-      .then(function (html) { box.innerHTML = html; tick(); })
+      .then(function (html) { if (mine === refreshes) { box.innerHTML = html; tick(); } })
       .catch(function () { /* the next event or a reload will try again */ });
   }
 
