@@ -176,6 +176,20 @@ def resolve_token(db: Database, token: str) -> User:
     return _row_to_user(row)
 
 
+def revoke_token(db: Database, token: str, *, actor: str) -> bool:
+    """Revoke one token (not all of the user's, as ``revoke_tokens`` does); True if it was still valid."""
+    with db.connection() as conn:
+        row = conn.execute(
+            "UPDATE api_tokens t SET revoked_at = now() FROM users u "
+            "WHERE t.token_sha256 = %s AND t.revoked_at IS NULL AND u.id = t.user_id RETURNING t.name, u.username",
+            (_digest(token),),
+        ).fetchone()
+        if row is None:
+            return False
+        audit(conn, actor, "token.revoked", f"user:{row[1]}", {"name": str(row[0]), "count": 1})
+    return True
+
+
 def revoke_tokens(db: Database, username: str, *, actor: str) -> int:
     user = get_user(db, username)
     with db.connection() as conn:

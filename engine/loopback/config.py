@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from decimal import Decimal
 from typing import Literal
@@ -147,9 +148,7 @@ class LoopbackConfig(BaseModel):
     def _loopback_only(cls, value: str) -> str:
         if value in _LOOPBACK_NAMES:
             return value
-        try:
+        with contextlib.suppress(ValueError):  # not an IP address: refused below like any other name
             if ipaddress.ip_address(value).is_loopback:
                 return value
-        except ValueError:
-            pass
         raise ValueError(f"the loopback exchange binds loopback addresses only, not {value!r}")

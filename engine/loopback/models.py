@@ -160,7 +160,7 @@ class AccountParams(SignedParams):
 
 
 class ApiRestrictionsParams(SignedParams):
-    pass
+    """GET /sapi/v1/account/apiRestrictions takes only the signed fields."""
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import importlib
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -24,8 +23,8 @@ from pydantic import SecretStr
 
 from agent.mcp import McpHttp
 from agent.session import Copilot
+from approvals import users
 from approvals.users import issue_token
-from engine.audit.log import append as audit
 from engine.errors import ConfigError
 from engine.settings import Settings
 from engine.store.database import Database
@@ -59,18 +58,8 @@ def token_name(session_id: str) -> str:
 
 
 def revoke_token(db: Database, token: str, *, actor: str) -> bool:
-    """Revoke one token (not all of the user's, as ``iqts users revoke`` does); True if it was still valid."""
-    digest = hashlib.sha256(token.encode()).hexdigest()
-    with db.connection() as conn:
-        row = conn.execute(
-            "UPDATE api_tokens t SET revoked_at = now() FROM users u "
-            "WHERE t.token_sha256 = %s AND t.revoked_at IS NULL AND u.id = t.user_id RETURNING t.name, u.username",
-            (digest,),
-        ).fetchone()
-        if row is None:
-            return False
-        audit(conn, actor, "token.revoked", f"user:{row[1]}", {"name": str(row[0]), "count": 1})
-    return True
+    """Revoke this session's token only (see ``approvals.users.revoke_token``)."""
+    return users.revoke_token(db, token, actor=actor)
 
 
 class CopilotLease:

@@ -176,7 +176,7 @@ def make_data_layer(conninfo: str) -> Any:
     from chainlit.data.storage_clients.base import BaseStorageClient
 
     class _Files(DatabaseFiles, BaseStorageClient):
-        pass
+        """Chainlit's storage-client type over our database-backed files (all methods from DatabaseFiles)."""
 
     class ChatHistory(SQLAlchemyDataLayer):  # type: ignore[misc]
         async def create_step(self, step_dict: Any) -> None:

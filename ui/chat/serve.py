@@ -9,6 +9,7 @@ is started from a stray environment variable, and the page links no CDN.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import subprocess
@@ -140,11 +141,9 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes] | None = None, time
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             return False
-        try:
+        with contextlib.suppress(httpx.HTTPError):  # not listening yet: poll again
             if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
                 return True
-        except httpx.HTTPError:
-            pass
         time.sleep(0.2)
     return False
 
