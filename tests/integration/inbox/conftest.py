@@ -25,7 +25,7 @@ from ui.api.app import create_app
 GLOBAL_KEYS = ("kill_switch", "breakers", "risk_policy_active")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def market(db: Database) -> Decimal:
     """The bundled real history in the store (risk check #1 needs prices); the last BTC/USD price."""
     store = BarStore(db)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.settings import KnowledgeSettings
 from engine.store.database import Database
-from knowledge.config import KnowledgeConfig
 from knowledge.embeddings.base import Embedder, Vectors
 from knowledge.embeddings.minilm import local_embedder
 from knowledge.models import IngestReport
@@ -49,8 +49,8 @@ def minilm() -> Embedder:
 
 
 @pytest.fixture(scope="session")
-def kb_config() -> KnowledgeConfig:
-    return KnowledgeConfig()
+def kb_config() -> KnowledgeSettings:
+    return KnowledgeSettings()
 
 
 @pytest.fixture
@@ -59,11 +59,11 @@ def counting(minilm: Embedder) -> CountingEmbedder:
 
 
 @pytest.fixture
-def kb(db: Database, counting: CountingEmbedder, kb_config: KnowledgeConfig) -> KnowledgeBase:
+def kb(db: Database, counting: CountingEmbedder, kb_config: KnowledgeSettings) -> KnowledgeBase:
     return KnowledgeBase(db, counting, kb_config)
 
 
-@pytest.fixture(scope="session")
-def samples(db: Database, minilm: Embedder, kb_config: KnowledgeConfig) -> IngestReport:
+@pytest.fixture(scope="module")
+def samples(db: Database, minilm: Embedder, kb_config: KnowledgeSettings) -> IngestReport:
     """The shipped samples, ingested once per session."""
     return ingest_path(db, SAMPLES, embedder=minilm, config=kb_config)

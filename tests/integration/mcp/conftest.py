@@ -15,7 +15,7 @@ from tests.support.live_server import free_port, live_server
 from ui.api.app import create_app
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def mcp_api(settings: Settings, db: Database, sample_loaded: None) -> Iterator[tuple[str, Runtime]]:
     port = free_port()
     live_settings = settings.model_copy(update={"api_port": port})
@@ -24,7 +24,7 @@ def mcp_api(settings: Settings, db: Database, sample_loaded: None) -> Iterator[t
         yield url, runtime
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def trader_token(db: Database) -> str:
     import uuid
 
@@ -33,7 +33,7 @@ def trader_token(db: Database) -> str:
     return issue_token(db, name, "tests", actor="tests")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def viewer_token(db: Database) -> str:
     import uuid
 

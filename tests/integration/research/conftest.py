@@ -19,7 +19,7 @@ SINCE_MS = 1_514_764_800_000  # 2018-01-01
 UNTIL_MS = 1_546_300_800_000  # 2019-01-01
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def btc(db: Database, sample_loaded: None) -> tuple[DataSelection, Bars]:
     """BTC/USD 1h (Coinbase) over 2018: 8,760 real bars."""
     return resolve_and_load(db, "BTC/USD", timeframe="1h", start_ms=SINCE_MS, end_ms=UNTIL_MS)
