@@ -25,7 +25,6 @@ from langchain_core.messages import AIMessageChunk, HumanMessage
 from langgraph.types import Command, Interrupt
 from pydantic import ValidationError
 
-from agent.config import AgentSettings, load_agent_settings
 from agent.events import EVENT_ADAPTER, ApprovalPendingEvent, Event, FinalEvent, TokenEvent
 from agent.graph.checkpointer import open_checkpointer
 from agent.graph.nodes import AgentDeps
@@ -36,7 +35,7 @@ from agent.mcp import McpConnection, McpStdio, McpTarget, open_mcp
 from agent.memory import transcript
 from agent.models.capabilities import Capabilities, ModelInfo
 from agent.models.factory import describe_model, make_chat_model
-from engine.settings import Settings
+from engine.settings import AgentSettings, Settings
 from engine.telemetry import get_logger
 
 log = get_logger(__name__)
@@ -119,7 +118,7 @@ class Copilot:
         agent_settings: AgentSettings | None = None,
     ) -> AsyncIterator[Copilot]:
         """Open the MCP session and the checkpointer, build the model (``settings.llm`` unless one is given)."""
-        agent_settings = agent_settings or load_agent_settings()
+        agent_settings = agent_settings or settings.agent
         if model is None:
             info = describe_model(settings.llm, settings)
             model = make_chat_model(settings.llm, settings, agent_settings)

@@ -26,56 +26,21 @@ from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, SecretStr
 
 from approvals.service import EVENTS_TOPIC, ApprovalRequest, get_request
 from engine.bus import Bus, Message
 from engine.bus.consumer import process_once
 from engine.runtime import Runtime
-from engine.settings import Settings
+from engine.settings import NotifySettings, Settings
 from engine.store.database import Database
-from engine.telemetry import get_logger, register_secrets
+from engine.telemetry import get_logger
 
 log = get_logger(__name__)
 
 NOTIFIER_GROUP: Final = "notifier"
 MAX_RATIONALE: Final = 500
 USER_AGENT: Final = "iqts-notifier"
-
-
-class NotifySettings(BaseSettings):
-    """Where notifications go (all optional: with nothing set, the notifier sends nothing)."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="IQTS_", env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
-    )
-
-    webhook_url: SecretStr | None = Field(None, description="POST a JSON message here on each new pending request")
-    webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key signing the webhook body")
-    webhook_timeout_s: float = Field(5.0, gt=0, le=60)
-    telegram_bot_token: SecretStr | None = None
-    telegram_chat_id: str | None = Field(None, max_length=64)
-    telegram_api_url: str = "https://api.telegram.org"
-    telegram_timeout_s: float = Field(5.0, gt=0, le=60)
-
-    @field_validator("webhook_url", "webhook_secret", "telegram_bot_token", "telegram_chat_id", mode="before")
-    @classmethod
-    def _blank_is_unset(cls, value: object) -> object:
-        if isinstance(value, str) and not value.strip():
-            return None
-        return value
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _http_url(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and urlsplit(value.get_secret_value()).scheme not in ("http", "https"):
-            raise ValueError("IQTS_WEBHOOK_URL must be an http(s) URL")
-        return value
-
-    def secret_values(self) -> list[str]:
-        values = [s.get_secret_value() for s in (self.webhook_url, self.webhook_secret, self.telegram_bot_token) if s]
-        return [v for v in values if len(v) >= 6]
 
 
 # -- what is sent ---------------------------------------------------------------------------------------
@@ -318,8 +283,7 @@ async def run_notifier(
     client: httpx.AsyncClient | None = None,
 ) -> None:
     """Notify on every request that becomes pending, until ``stop_event`` is set."""
-    config = config or NotifySettings()
-    register_secrets(config.secret_values())
+    config = config or runtime.settings.notify
     targets = channels(config, client)
     if not targets:
         log.info("notify.disabled", reason="no IQTS_WEBHOOK_URL or Telegram bot configured")

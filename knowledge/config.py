@@ -1,14 +1,10 @@
-"""``KnowledgeConfig``: every knob of the knowledge base, as ``IQTS_KB_``-prefixed environment variables."""
+"""The knowledge base's fixed facts; its knobs are the settings tree's ``kb`` branch (``IQTS_KB_*``)."""
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Final, Literal
+from typing import Final
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from engine.errors import ConfigError
+from engine.settings import KnowledgeSettings, get_settings, load_settings
 
 EMBEDDING_DIM: Final = 384
 """Width of ``kb_chunks.embedding`` (migration 0006): every embedder must produce vectors of this size."""
@@ -16,64 +12,12 @@ EMBEDDING_DIM: Final = 384
 FTS_CONFIG: Final = "english"
 """Text search configuration of the generated ``kb_chunks.tsv`` column; queries must use the same one."""
 
-EmbedderChoice = Literal["local", "openai-compatible"]
+
+def load_knowledge_config(**overrides: object) -> KnowledgeSettings:
+    """The ``kb`` branch from the environment with ``overrides`` applied (ConfigError with a one-line reason)."""
+    return load_settings(kb=overrides).kb
 
 
-class KnowledgeConfig(BaseSettings):
-    """Embeddings, chunking and retrieval settings. Defaults run fully offline (the bundled MiniLM in numpy)."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="IQTS_KB_", env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
-    )
-
-    # which embedder: the bundled all-MiniLM-L6-v2 run in numpy, or any OpenAI-compatible /embeddings endpoint
-    embedder: EmbedderChoice = "local"
-    local_max_seq_length: int = Field(256, ge=8, le=512)  # sentence_bert_config.json of all-MiniLM-L6-v2
-    local_batch_size: int = Field(32, ge=1, le=1024)
-    remote_base_url: str = "https://api.openai.com/v1"
-    remote_model: str = "text-embedding-3-small"
-    remote_api_key: SecretStr | None = None  # falls back to IQTS_OPENAI_API_KEY
-    remote_send_dimensions: bool = True  # ask the server for EMBEDDING_DIM-wide vectors (OpenAI text-embedding-3)
-    remote_batch_size: int = Field(64, ge=1, le=2048)
-    remote_timeout_s: float = Field(30.0, gt=0)
-
-    # chunking (token = a word or a punctuation mark, close to BERT's basic tokenizer before word pieces)
-    chunk_max_tokens: int = Field(160, ge=16, le=2048)
-    chunk_overlap_tokens: int = Field(32, ge=0)
-
-    # ingestion
-    max_file_bytes: int = Field(20_000_000, ge=1)
-    file_suffixes: tuple[str, ...] = (".md", ".markdown", ".txt", ".text", ".pdf")
-
-    # retrieval
-    default_k: int = Field(5, ge=1, le=100)
-    max_k: int = Field(50, ge=1, le=500)
-    candidates_per_arm: int = Field(40, ge=1, le=1000)  # rows each arm (vector, full text) brings to the fusion
-    rrf_k: int = Field(60, ge=1)  # reciprocal rank fusion constant (Cormack et al. 2009)
-    hnsw_ef_search: int = Field(80, ge=1, le=1000)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> KnowledgeConfig:
-        if self.chunk_overlap_tokens * 2 > self.chunk_max_tokens:
-            raise ValueError("chunk_overlap_tokens must be at most half of chunk_max_tokens")
-        if self.default_k > self.max_k:
-            raise ValueError("default_k must not exceed max_k")
-        return self
-
-
-def load_knowledge_config(**overrides: object) -> KnowledgeConfig:
-    """Build the config from the environment, raising ConfigError with a one-line reason."""
-    try:
-        return KnowledgeConfig(**overrides)  # type: ignore[arg-type]
-    except ValidationError as error:
-        parts = []
-        for item in error.errors():
-            loc = "_".join(str(part) for part in item["loc"])
-            parts.append(f"IQTS_KB_{loc.upper()}: {item['msg']}" if loc else item["msg"])
-        raise ConfigError("invalid knowledge configuration: " + "; ".join(parts)) from None
-
-
-@lru_cache(maxsize=1)
-def get_knowledge_config() -> KnowledgeConfig:
-    """The process-wide knowledge config (cached; tests build their own)."""
-    return load_knowledge_config()
+def get_knowledge_config() -> KnowledgeSettings:
+    """The process-wide ``kb`` branch."""
+    return get_settings().kb

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args
 
+from engine.settings import KnowledgeSettings
 from knowledge.chunking import chunk_markdown, chunk_pages, chunk_plain, first_heading, split_front_matter
-from knowledge.config import KnowledgeConfig
 from knowledge.errors import IngestError
 from knowledge.models import Chunk, DocumentKind
 
@@ -47,7 +47,7 @@ def source_of(path: Path) -> str:
     return str(path.expanduser().resolve())
 
 
-def iter_files(root: Path, config: KnowledgeConfig) -> Iterator[Path]:
+def iter_files(root: Path, config: KnowledgeSettings) -> Iterator[Path]:
     """Supported files under ``root`` (recursively, sorted, hidden files and folders skipped), or ``root`` itself."""
     if root.is_file():
         yield root
@@ -76,7 +76,7 @@ def _title_from_stem(path: Path) -> str:
     return re.sub(r"[-_]+", " ", path.stem).strip() or path.name
 
 
-def read_bytes(path: Path, config: KnowledgeConfig) -> bytes:
+def read_bytes(path: Path, config: KnowledgeSettings) -> bytes:
     try:
         size = path.stat().st_size
         if size > config.max_file_bytes:
@@ -93,7 +93,7 @@ def _decode(data: bytes, path: Path) -> str:
         raise IngestError(f"{path} is not UTF-8 text") from None
 
 
-def parse_file(path: Path, data: bytes, config: KnowledgeConfig, kind: DocumentKind | None = None) -> ParsedDocument:
+def parse_file(path: Path, data: bytes, config: KnowledgeSettings, kind: DocumentKind | None = None) -> ParsedDocument:
     """Title, kind, metadata and chunks of a file's bytes, by its suffix."""
     suffix = path.suffix.lower()
     max_tokens, overlap = config.chunk_max_tokens, config.chunk_overlap_tokens

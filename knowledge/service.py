@@ -21,11 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, f
 from pydantic_core import to_jsonable_python
 
 from engine.errors import NotFoundError, ValidationFailedError
-from engine.settings import get_settings
+from engine.settings import KnowledgeSettings, get_settings
 from engine.store.database import Database
 from engine.telemetry import get_logger
 from knowledge.chunking import chunk_markdown, chunking_signature
-from knowledge.config import KnowledgeConfig, get_knowledge_config
+from knowledge.config import get_knowledge_config
 from knowledge.embeddings.base import Embedder, Vectors
 from knowledge.embeddings.factory import make_embedder
 from knowledge.errors import IngestError
@@ -104,7 +104,7 @@ def embedding_input(title: str, chunk: Chunk) -> str:
 
 
 @lru_cache(maxsize=4)
-def default_embedder(config: KnowledgeConfig) -> Embedder:
+def default_embedder(config: KnowledgeSettings) -> Embedder:
     """The configured embedder, one per process and config (the local model's weights load once)."""
     return make_embedder(config, get_settings())
 
@@ -112,7 +112,7 @@ def default_embedder(config: KnowledgeConfig) -> Embedder:
 class KnowledgeBase:
     """Ingestion, incremental re-indexing and hybrid retrieval over one database."""
 
-    def __init__(self, db: Database, embedder: Embedder | None = None, config: KnowledgeConfig | None = None) -> None:
+    def __init__(self, db: Database, embedder: Embedder | None = None, config: KnowledgeSettings | None = None) -> None:
         self.config = config or get_knowledge_config()
         self.embedder = embedder or default_embedder(self.config)
         self.store = KnowledgeStore(db)
@@ -453,7 +453,7 @@ def search_knowledge(
     hybrid: bool = True,
     *,
     embedder: Embedder | None = None,
-    config: KnowledgeConfig | None = None,
+    config: KnowledgeSettings | None = None,
 ) -> SearchResult:
     """Retrieve the best chunks with citations; every hit is marked untrusted (see ``as_untrusted_block``)."""
     return KnowledgeBase(db, embedder, config).search_result(query, k, kinds, hybrid)
@@ -469,7 +469,7 @@ def add_note(
     *,
     metadata: Mapping[str, Any] | None = None,
     embedder: Embedder | None = None,
-    config: KnowledgeConfig | None = None,
+    config: KnowledgeSettings | None = None,
 ) -> NoteRef:
     """Store a note; with a ``source`` URI, adding it again updates it."""
     return KnowledgeBase(db, embedder, config).add_note(title, text, kind, tags, source, metadata)
@@ -482,7 +482,7 @@ def ingest_path(
     kind: DocumentKind | None = None,
     prune: bool = False,
     embedder: Embedder | None = None,
-    config: KnowledgeConfig | None = None,
+    config: KnowledgeSettings | None = None,
 ) -> IngestReport:
     """Index a file or a folder (recursively); unchanged files are skipped by content hash."""
     return KnowledgeBase(db, embedder, config).ingest_path(path, kind=kind, prune=prune)
@@ -497,7 +497,7 @@ def journal_entry(
     metadata: Mapping[str, Any] | None = None,
     *,
     embedder: Embedder | None = None,
-    config: KnowledgeConfig | None = None,
+    config: KnowledgeSettings | None = None,
 ) -> int:
     """Journal a backtest, study, approval decision or fill as a ``journal`` note; the note's id."""
     return KnowledgeBase(db, embedder, config).journal_entry(kind, subject_id, title, body, metadata)

@@ -9,7 +9,6 @@ whose text is the one-line reason.
 from __future__ import annotations
 
 import asyncio
-import html
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -117,12 +116,6 @@ async def tool_call(
         {"arguments": args, "transport": current().transport},
     )
     return result
-
-
-def untrusted(text: str, source: str) -> str:
-    """Mark outside text (notes, exchange messages) as data for the model, never instructions."""
-    body = text.replace("</untrusted-data", "&lt;/untrusted-data")
-    return f'<untrusted-data source="{html.escape(source, quote=True)}">\n{body}\n</untrusted-data>'
 
 
 @asynccontextmanager

@@ -23,7 +23,8 @@ from engine.risk.models import Verdict
 from engine.risk.monitor import RiskStatus, risk_status
 from engine.risk.store import active_policy
 from engine.runtime import Runtime
-from tools.context import current, tool_call, untrusted
+from engine.untrusted import wrap_untrusted
+from tools.context import current, tool_call
 
 READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
 PROPOSES = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False)
@@ -131,7 +132,7 @@ def _approval_out(request: ApprovalRequest, runtime: Runtime) -> ApprovalOut:
         intent=request.intent,
         intent_hash=request.intent_hash,
         requested_by=request.requested_by,
-        rationale=untrusted(request.rationale, "requester") if request.rationale else "",
+        rationale=wrap_untrusted(request.rationale, source="requester") if request.rationale else "",
         risk_allowed=allowed,
         risk_summary=summary,
         created_at=request.created_at,

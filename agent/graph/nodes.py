@@ -20,7 +20,6 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.config import get_stream_writer
 from langgraph.types import interrupt
 
-from agent.config import AgentSettings
 from agent.events import (
     AnswerCheckOut,
     ApprovalOutcome,
@@ -36,11 +35,12 @@ from agent.guards.arguments import ground_arguments
 from agent.guards.evidence import collect_evidence, numbers_in_text, numbers_in_value, to_decimal, ungrounded_numbers
 from agent.guards.intake import IntakeVerdict, check_intake
 from agent.guards.trade_intent import GuardBlock, TradeIntent, check_action_call, parse_trade_intent
-from agent.guards.untrusted import wrap_untrusted
 from agent.memory import model_window
 from agent.models.capabilities import ModelInfo
 from agent.models.constrained import strict_schema
+from engine.settings import AgentSettings
 from engine.telemetry import get_logger
+from engine.untrusted import wrap_untrusted
 
 log = get_logger(__name__)
 
@@ -337,7 +337,7 @@ async def _run_tool(
     else:
         body = text_result[: deps.settings.agent_tool_result_chars]
     message = ToolMessage(
-        content=wrap_untrusted(body if status != "error" else f"error: {body}", f"tool:{name}"),
+        content=wrap_untrusted(body if status != "error" else f"error: {body}", source=f"tool:{name}"),
         tool_call_id=call_id,
         name=name,
         status="error" if status == "error" else "success",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.guards.untrusted import UNTRUSTED_RULE
+from engine.untrusted import UNTRUSTED_RULE
 
 RULES = (
     "You are IQTS, a copilot for crypto quant research and trading. You work only through the tools you are given.",

@@ -12,10 +12,9 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from pydantic import SecretStr
 
-from agent.config import AgentSettings, load_agent_settings
 from agent.models.capabilities import Capabilities, ModelInfo
 from agent.models.spec import ModelSpec, ModelSpecError, parse_spec
-from engine.settings import Settings
+from engine.settings import AgentSettings, Settings, get_settings
 
 REMOTE = Capabilities(
     native_tool_calling=True, constrained_decoding=False, streaming=True, json_schema_output=True, runs_offline=False
@@ -42,7 +41,7 @@ def describe_model(spec: str, settings: Settings | None = None) -> ModelInfo:
     if parsed.provider == "local":
         from agent.models.fetch import ARTIFACTS, QWEN_CODER_1_5B, SMOLLM2_135M
 
-        agent_settings = load_agent_settings()
+        agent_settings = (settings or get_settings()).agent
         aliases = {"qwen2.5-coder-1.5b-instruct": QWEN_CODER_1_5B, "smollm2": SMOLLM2_135M}
         artifact = aliases.get(parsed.model) or ARTIFACTS.get(parsed.model)
         if agent_settings.llm_model_path:
@@ -74,7 +73,7 @@ def _key(value: SecretStr | None, name: str) -> SecretStr:
 
 def make_chat_model(spec: str, settings: Settings, agent_settings: AgentSettings | None = None) -> BaseChatModel:
     """The chat model ``spec`` names. ``local`` fetches and verifies the bundled weights on first use."""
-    agent_settings = agent_settings or load_agent_settings()
+    agent_settings = agent_settings or settings.agent
     parsed: ModelSpec = parse_spec(spec)
     info = describe_model(spec, settings)
     common: dict[str, Any] = {"temperature": agent_settings.llm_temperature}

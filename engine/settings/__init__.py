@@ -1,7 +1,12 @@
-"""The one configuration object of IQTS: every knob is an ``IQTS_``-prefixed environment variable.
+"""The one settings tree of IQTS: every knob is an ``IQTS_``-prefixed environment variable.
 
 Values come from the environment, then a ``.env`` file in the working directory, then the defaults
-below, which are the embedded defaults: no keys, no servers to start by hand.
+below, which are the embedded defaults: no keys, no servers to start by hand. The root holds what every
+process shares; its branches (``agent``, ``chat``, ``kb``, ``notify``) hold what one layer reads, under their
+own variable names (``IQTS_LLM_THREADS``, ``IQTS_CHAT_PORT``, ``IQTS_KB_EMBEDDER``, ``IQTS_WEBHOOK_URL``).
+
+``load_settings`` refuses an ``IQTS_*`` variable that no setting reads (naming the closest valid one), and
+registers every secret of the tree with the log redactor, so no secret can be added and forgotten.
 """
 
 from __future__ import annotations
@@ -15,6 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine.errors import ConfigError
+from engine.settings.agent import AgentSettings
+from engine.settings.chat import ChatSettings
+from engine.settings.knowledge import KnowledgeSettings
+from engine.settings.notify import NotifySettings
+from engine.settings.unknown import check_unknown_keys, env_names
 
 TradingMode = Literal["dry-run", "sandbox", "live"]
 LogFormat = Literal["auto", "console", "json"]
@@ -95,6 +105,12 @@ class Settings(BaseSettings):
     # route an exchange's REST API elsewhere (a proxy, the loopback exchange): JSON {"binance": "http://..."}
     exchange_urls: dict[str, str] = Field(default_factory=dict)
 
+    # the branches: each reads its own variables (see their modules)
+    agent: AgentSettings = Field(default_factory=AgentSettings)
+    chat: ChatSettings = Field(default_factory=ChatSettings)
+    kb: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+
     @field_validator("state_dir")
     @classmethod
     def _absolute_state_dir(cls, value: Path) -> Path:
@@ -112,35 +128,88 @@ class Settings(BaseSettings):
         return self.public_url or f"http://{self.api_host}:{self.api_port}"
 
     def secret_values(self) -> list[str]:
-        """Every configured secret's plain value, so log redaction can scrub it anywhere."""
-        values: list[str] = []
-        for name, field in type(self).model_fields.items():
-            value = getattr(self, name)
-            if isinstance(value, SecretStr) and field.annotation is not None:
-                plain = value.get_secret_value()
-                if len(plain) >= 6:
-                    values.append(plain)
-        return values
+        """Every configured secret's plain value in the whole tree, so log redaction can scrub it anywhere."""
+        return [value for value in _secrets(self) if len(value) >= 6]
 
 
-def describe_validation_error(error: ValidationError) -> str:
+BRANCHES: dict[str, type[BaseSettings]] = {
+    "agent": AgentSettings,
+    "chat": ChatSettings,
+    "kb": KnowledgeSettings,
+    "notify": NotifySettings,
+}
+
+
+def _secrets(model: BaseModel) -> list[str]:
+    values: list[str] = []
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, SecretStr):
+            values.append(value.get_secret_value())
+        elif isinstance(value, BaseModel):
+            values.extend(_secrets(value))
+    return values
+
+
+def describe_validation_error(error: ValidationError, prefix: str = "IQTS_") -> str:
     """One line naming each bad setting by its environment variable."""
     parts = []
     for item in error.errors():
-        name = "IQTS_" + "_".join(str(loc) for loc in item["loc"]).upper()
+        name = prefix + "_".join(str(loc) for loc in item["loc"]).upper()
         parts.append(f"{name}: {item['msg']}")
     return "invalid configuration: " + "; ".join(parts)
 
 
+def known_env_names() -> set[str]:
+    """Every variable some setting of the tree reads."""
+    names = env_names(Settings, skip=set(BRANCHES))
+    for branch in BRANCHES.values():
+        names |= env_names(branch)
+    return names
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Build settings from the environment, raising ConfigError with a one-line reason."""
+    """Build the tree from the environment, raising ConfigError with a one-line reason.
+
+    A branch given in ``overrides`` (``agent=AgentSettings(...)`` or a dict of its fields) replaces the one read
+    from the environment. Every secret found is registered with the log redactor.
+    """
+    from engine.telemetry import register_secrets
+
+    check_unknown_keys(known_env_names())
+    values = dict(overrides)
+    for name, branch in BRANCHES.items():
+        given = values.get(name)
+        if isinstance(given, BaseModel):
+            continue
+        try:
+            values[name] = branch(**(given if isinstance(given, dict) else {}))
+        except ValidationError as error:
+            prefix = str(branch.model_config.get("env_prefix", "IQTS_"))
+            raise ConfigError(describe_validation_error(error, prefix)) from None
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**values)  # type: ignore[arg-type]
     except ValidationError as error:
         raise ConfigError(describe_validation_error(error)) from None
+    register_secrets(settings.secret_values())
+    return settings
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings (cached; tests build their own with ``load_settings``)."""
     return load_settings()
+
+
+__all__ = [
+    "AccountSettings",
+    "AgentSettings",
+    "ChatSettings",
+    "KnowledgeSettings",
+    "LogFormat",
+    "NotifySettings",
+    "Settings",
+    "TradingMode",
+    "get_settings",
+    "load_settings",
+]

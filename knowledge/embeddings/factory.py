@@ -1,17 +1,17 @@
-"""Choose the embedder from ``KnowledgeConfig``: ``local`` (bundled MiniLM, numpy) or ``openai-compatible``."""
+"""Choose the embedder from ``KnowledgeSettings``: ``local`` (bundled MiniLM, numpy) or ``openai-compatible``."""
 
 from __future__ import annotations
 
 import httpx
 
-from engine.settings import Settings
-from knowledge.config import EMBEDDING_DIM, KnowledgeConfig
+from engine.settings import KnowledgeSettings, Settings
+from knowledge.config import EMBEDDING_DIM
 from knowledge.embeddings.base import Embedder
 from knowledge.errors import EmbeddingError
 
 
 def make_embedder(
-    config: KnowledgeConfig, settings: Settings | None = None, *, transport: httpx.BaseTransport | None = None
+    config: KnowledgeSettings, settings: Settings | None = None, *, transport: httpx.BaseTransport | None = None
 ) -> Embedder:
     """The configured embedder, checked to produce ``EMBEDDING_DIM``-wide vectors (the width of the store)."""
     embedder: Embedder

@@ -25,7 +25,7 @@ from engine.errors import IQTSError
 from engine.settings import Settings, load_settings
 from engine.store.database import Database, connect
 from engine.telemetry import configure_logging, get_logger
-from ui.chat.config import ChatSettings, api_url, load_chat_settings
+from ui.chat.config import ChatSettings, api_url
 from ui.chat.copilot import ChatAgent, ModelFactory, load_model_factory
 from ui.chat.history import ensure_schema, make_data_layer
 from ui.chat.render import ApprovalState, EquityChart, ToolView, approval_card, chart_figure
@@ -58,7 +58,7 @@ def process() -> Process:
         if not _opened:
             settings = load_settings()
             configure_logging(settings.log_level, settings.log_format, settings.secret_values())
-            chat = load_chat_settings()
+            chat = settings.chat
             factory = load_model_factory(chat.model_factory)
             db = connect(settings)
             ensure_schema(db.url)

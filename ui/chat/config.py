@@ -1,35 +1,10 @@
-"""The chat's own knobs (``IQTS_CHAT_*``), beside the shared settings that choose the model and the database."""
+"""Where the chat listens and which API its copilot calls, from the settings tree's ``chat`` branch."""
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from engine.settings import ChatSettings, Settings
 
-from engine.settings import Settings
-
-
-class ChatSettings(BaseSettings):
-    """Where the chat listens, which API it talks to, how often it reads an approval back."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="IQTS_CHAT_", env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
-    )
-
-    host: str | None = Field(None, description="listen address; unset: the API's (IQTS_API_HOST)")
-    port: int = Field(8001, ge=1, le=65535)
-    api_url: str | None = Field(
-        None, description="the IQTS API whose /mcp the copilot uses; unset: this machine's API (IQTS_API_PORT)"
-    )
-    approval_poll_s: float = Field(2.0, gt=0, description="how often an open approval card reads its status")
-    session_timeout_s: int = Field(300, ge=10, description="how long a dropped connection's session is kept")
-    model_factory: str | None = Field(
-        None,
-        description="'module:callable' returning a LangChain chat model, instead of IQTS_LLM (tests and evals)",
-    )
-
-
-def load_chat_settings(**overrides: object) -> ChatSettings:
-    return ChatSettings(**overrides)  # type: ignore[arg-type]
+__all__ = ["ChatSettings", "api_url", "chat_url", "listen_host"]
 
 
 def listen_host(settings: Settings, chat: ChatSettings) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from engine.settings import Settings, load_settings
-from ui.chat.config import ChatSettings, chat_url, listen_host, load_chat_settings
+from ui.chat.config import ChatSettings, chat_url, listen_host
 from ui.chat.workdir import prepare
 
 # integrations Chainlit starts when it finds these in the environment: the chat starts none of them
@@ -87,7 +87,7 @@ async def _serve(host: str, port: int) -> None:
 def run(settings: Settings | None = None, chat: ChatSettings | None = None) -> None:
     """Serve the chat in this process until interrupted (Chainlit ends the process when it stops)."""
     settings = settings or load_settings()
-    chat = chat or load_chat_settings()
+    chat = chat or settings.chat
     for name in _OUTSIDE:
         os.environ.pop(name, None)
     os.environ.update(chainlit_env(settings, chat))
@@ -114,7 +114,7 @@ def spawn(
     """Start ``python -m ui.chat.serve`` as a child with this process's IQTS environment (and working directory,
     so the same ``.env`` applies; Chainlit's own files go to its app root). Output goes to ``log_path`` (default
     ``<state dir>/logs/chat.log``)."""
-    chat = chat or load_chat_settings()
+    chat = chat or settings.chat
     log_path = log_path or settings.state_dir / "logs" / "chat.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     child_env = {**os.environ, **(env or {})}

@@ -60,11 +60,11 @@ def mcp() -> None:
 def chat() -> None:
     """Run the chat (Chainlit) on IQTS_CHAT_PORT (8001): sign in as an IQTS user; the copilot uses the API's /mcp
     (start the API with `iqts api`, or use `iqts up`, which runs the chat too)."""
-    from ui.chat.config import api_url, chat_url, load_chat_settings
+    from ui.chat.config import api_url, chat_url
     from ui.chat.serve import run
 
     settings = get_settings()
-    chat_settings = load_chat_settings()
+    chat_settings = settings.chat
     out.print(
         f"[bold green]IQTS chat[/] on {chat_url(settings, chat_settings)} (model IQTS_LLM={settings.llm}; "
         f"tools over MCP at {api_url(settings, chat_settings)}/mcp; app root {settings.state_dir / 'chat'})"

@@ -88,10 +88,10 @@ async def background_services(runtime: Runtime, stop: asyncio.Event) -> list[asy
 
 def start_chat(runtime: Runtime) -> ChatChild | None:
     """The chat as a child process beside the API (None, with a warning, when its port is taken)."""
-    from ui.chat.config import listen_host, load_chat_settings
+    from ui.chat.config import listen_host
     from ui.chat.serve import spawn
 
-    chat = load_chat_settings()
+    chat = runtime.settings.chat
     try:
         ensure_port_free(listen_host(runtime.settings, chat), chat.port)
     except ConfigError:

@@ -13,13 +13,12 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from agent.config import AgentSettings
 from agent.events import ApprovalPendingEvent, Event, FinalEvent, TokenEvent, ToolEndEvent, ToolStartEvent
 from agent.mcp import McpHttp
 from agent.models import describe_model, make_chat_model
 from agent.session import Copilot
 from engine.runtime import Runtime
-from engine.settings import Settings
+from engine.settings import AgentSettings, Settings
 from engine.store.database import Database
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the first prompt pays a cold prefill

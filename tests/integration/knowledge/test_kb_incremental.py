@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.settings import KnowledgeSettings
 from engine.store.database import Database
-from knowledge.config import KnowledgeConfig
 from knowledge.errors import IngestError
 from knowledge.service import KnowledgeBase
 from tests.integration.knowledge.conftest import CountingEmbedder
@@ -81,7 +81,7 @@ def test_single_file_and_a_file_that_became_empty(kb: KnowledgeBase, tmp_path: P
 
 
 def test_new_chunking_or_embedder_reindexes(
-    db: Database, minilm, kb_config: KnowledgeConfig, tmp_path: Path, unique: str
+    db: Database, minilm, kb_config: KnowledgeSettings, tmp_path: Path, unique: str
 ) -> None:
     alpha, _ = _write_docs(tmp_path / "kb", unique)
     KnowledgeBase(db, CountingEmbedder(minilm), kb_config).ingest_path(alpha)

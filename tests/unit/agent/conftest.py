@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from agent.config import AgentSettings
 from agent.mcp import McpHttp
 from agent.models.scripted import ScriptedChatModel
 from agent.session import Copilot
@@ -21,7 +20,7 @@ from engine.execution.paper import ManualPriceFeed, PaperBroker, PaperBrokerConf
 from engine.execution.router import Router
 from engine.execution.worker import build_order_manager
 from engine.runtime import Runtime
-from engine.settings import Settings
+from engine.settings import AgentSettings, Settings
 from engine.store.database import Database
 from tests.integration.mcp.conftest import mcp_api, trader_token  # noqa: F401  (fixtures)
 

@@ -11,7 +11,6 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.tools import StructuredTool
 from pydantic import SecretStr
 
-from agent.config import AgentSettings
 from agent.events import FinalEvent, ToolEndEvent, ToolStartEvent
 from agent.mcp import McpHttp
 from agent.models import describe_model, make_chat_model
@@ -19,7 +18,7 @@ from agent.models.constrained import tool_specs
 from agent.models.local import LocalChatModel
 from agent.session import Copilot
 from engine.runtime import Runtime
-from engine.settings import Settings
+from engine.settings import AgentSettings, Settings
 
 TICKER_SCHEMA = {
     "type": "object",

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from agent.config import AgentSettings
 from agent.events import FinalEvent, ToolEndEvent
 from agent.mcp import McpStdio
 from agent.models.scripted import ScriptedChatModel, tool_call
 from agent.session import Copilot
-from engine.settings import Settings
+from engine.settings import AgentSettings, Settings
 from engine.store.database import Database
 from tests.unit.agent.test_graph import price_answer
 

@@ -1,4 +1,4 @@
-"""KnowledgeConfig: environment variables, and inconsistent values rejected in one line."""
+"""KnowledgeSettings: environment variables, and inconsistent values rejected in one line."""
 
 from __future__ import annotations
 

@@ -6,8 +6,9 @@ import re
 
 import pytest
 
+from engine.untrusted import escape_untrusted, wrap_untrusted
 from knowledge.models import Hit, SearchResult
-from knowledge.untrusted import NO_HITS, PREAMBLE, as_untrusted_block, escape_untrusted, wrap_untrusted
+from knowledge.untrusted import NO_HITS, PREAMBLE, as_untrusted_block
 
 
 def _hit(text: str, **overrides) -> Hit:
