@@ -24,7 +24,7 @@ from engine.execution.broker import (
 from engine.execution.ccxt import CcxtBroker, CcxtBrokerConfig
 from engine.execution.models import Liquidity, OrderIntent, OrderSide, OrderStatus, OrderType
 from engine.execution.paper import ManualPriceFeed, PaperBroker, PaperBrokerConfig
-from engine.loopback import LoopbackConfig, LoopbackExchange
+from tests.support.loopback import LoopbackConfig, LoopbackExchange
 
 D = Decimal
 T0 = 1_704_067_200_000

@@ -21,9 +21,9 @@ from engine.data.backfill import BackfillConfig, BackfillError, Progress, backfi
 from engine.data.exchanges import make_async_exchange
 from engine.data.store import BarStore, SeriesKey, make_key
 from engine.errors import ValidationFailedError
-from engine.loopback import LoopbackConfig, LoopbackExchange
 from engine.settings import Settings
 from engine.store.database import Database
+from tests.support.loopback import LoopbackConfig, LoopbackExchange
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z: where the loopback's default price paths start
 MINUTE = 60_000

@@ -19,7 +19,7 @@ from engine.execution.broker import (
 )
 from engine.execution.ccxt import CcxtBroker, CcxtBrokerConfig, CcxtRejectedError, WithdrawalKeyError
 from engine.execution.models import OrderIntent, OrderSide, OrderStatus, OrderType, TimeInForce
-from engine.loopback import ApiKeyRestrictions, LoopbackConfig, LoopbackExchange
+from tests.support.loopback import ApiKeyRestrictions, LoopbackConfig, LoopbackExchange
 
 D = Decimal
 T0 = 1_704_067_200_000

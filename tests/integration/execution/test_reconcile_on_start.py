@@ -27,10 +27,10 @@ from engine.execution.oms import OrderManager, get_order
 from engine.execution.paper import ManualPriceFeed, PaperBroker, PaperBrokerConfig, PriceBar
 from engine.execution.router import Router
 from engine.execution.worker import ExecutionWorker, build_order_manager
-from engine.loopback import ApiKeyRestrictions, LoopbackConfig, LoopbackExchange
 from engine.runtime import Runtime
 from engine.settings import AccountSettings, Settings
 from engine.store.database import Database
+from tests.support.loopback import ApiKeyRestrictions, LoopbackConfig, LoopbackExchange
 
 APPROVER = User(id=-1, username="ann-approver", role=Role.APPROVER)
 TRADER = Requester(user="tom-trader", kind="mcp", session="test")

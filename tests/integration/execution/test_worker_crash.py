@@ -41,9 +41,9 @@ from engine.execution.broker import client_order_id_for
 from engine.execution.models import OrderIntent, OrderStatus
 from engine.execution.oms import OrderRecord, get_order
 from engine.execution.worker import APPROVED_TOPIC
-from engine.loopback import LoopbackConfig, LoopbackExchange
 from engine.settings import AccountSettings, Settings
 from engine.store.database import Database
+from tests.support.loopback import LoopbackConfig, LoopbackExchange
 
 REPO = Path(__file__).resolve().parents[3]
 SYMBOL = "BTC/USDT"

@@ -2,7 +2,7 @@
 
 Typical use in a test::
 
-    from engine.loopback import LoopbackExchange, make_ccxt_binance
+    from tests.support.loopback import LoopbackExchange, make_ccxt_binance
 
     with LoopbackExchange() as ex:
         client = make_ccxt_binance(ex.url, ex.api_key, ex.secret, rate_limit_ms=1)
@@ -11,14 +11,14 @@ Typical use in a test::
 Payload shapes come from recorded real Binance responses (``fixtures/``, see ``fixtures/SOURCES.md``).
 """
 
-from engine.loopback.app import FaultInjector, LoopbackApp, RequestLog, RollingWindowLimiter
-from engine.loopback.client import SPOT_ONLY_OPTIONS, LoopbackGuard, loopback_guard, make_ccxt_binance
-from engine.loopback.config import SPOT_SYMBOLS, ApiKeyRestrictions, LoopbackConfig
-from engine.loopback.errors import BinanceApiError
-from engine.loopback.markets import MarketCatalog, MarketSpec, load_markets_fixture, load_responses_fixture
-from engine.loopback.models import LoggedRequest
-from engine.loopback.server import LoopbackExchange
-from engine.loopback.state import (
+from tests.support.loopback.app import FaultInjector, LoopbackApp, RequestLog, RollingWindowLimiter
+from tests.support.loopback.client import SPOT_ONLY_OPTIONS, LoopbackGuard, loopback_guard, make_ccxt_binance
+from tests.support.loopback.config import SPOT_SYMBOLS, ApiKeyRestrictions, LoopbackConfig
+from tests.support.loopback.errors import BinanceApiError
+from tests.support.loopback.markets import MarketCatalog, MarketSpec, load_markets_fixture, load_responses_fixture
+from tests.support.loopback.models import LoggedRequest
+from tests.support.loopback.server import LoopbackExchange
+from tests.support.loopback.state import (
     BINANCE_INTERVALS,
     Balance,
     Bar,

@@ -50,10 +50,11 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from engine.loopback import errors
-from engine.loopback.config import LoopbackConfig
-from engine.loopback.errors import BinanceApiError
-from engine.loopback.models import (
+from engine.telemetry import get_logger
+from tests.support.loopback import errors
+from tests.support.loopback.config import LoopbackConfig
+from tests.support.loopback.errors import BinanceApiError
+from tests.support.loopback.models import (
     AccountInfo,
     AccountParams,
     AccountTrade,
@@ -86,8 +87,7 @@ from engine.loopback.models import (
     fmt,
     kline_row,
 )
-from engine.loopback.state import ExchangeState, OrderRequest, Side, TimeInForce
-from engine.telemetry import get_logger
+from tests.support.loopback.state import ExchangeState, OrderRequest, Side, TimeInForce
 
 log = get_logger(__name__)
 

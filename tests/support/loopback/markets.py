@@ -10,9 +10,9 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from engine.loopback.config import SPOT_SYMBOLS
+from tests.support.loopback.config import SPOT_SYMBOLS
 
-FIXTURE_PACKAGE = "engine.loopback"
+FIXTURE_PACKAGE = "tests.support.loopback"
 FIXTURE_DIR = "fixtures"
 MARKETS_FIXTURE = "binance.markets.json"
 RESPONSES_FIXTURE = "binance.response.json"

@@ -13,9 +13,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from engine.loopback import errors
-from engine.loopback.config import ApiKeyRestrictions
-from engine.loopback.state import Balance, Fill, Kline, Order, OrderBook, Ticker24h
+from tests.support.loopback import errors
+from tests.support.loopback.config import ApiKeyRestrictions
+from tests.support.loopback.state import Balance, Fill, Kline, Order, OrderBook, Ticker24h
 
 _DECIMAL = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
 _INTEGER = re.compile(r"^-?[0-9]{1,20}$")

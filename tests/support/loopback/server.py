@@ -11,11 +11,11 @@ from typing import Any
 
 from aiohttp import web
 
-from engine.loopback.app import DropMode, FaultInjector, LoopbackApp, RequestLog, RollingWindowLimiter
-from engine.loopback.config import LoopbackConfig
-from engine.loopback.models import LoggedRequest
-from engine.loopback.state import ExchangeState
 from engine.telemetry import get_logger
+from tests.support.loopback.app import DropMode, FaultInjector, LoopbackApp, RequestLog, RollingWindowLimiter
+from tests.support.loopback.config import LoopbackConfig
+from tests.support.loopback.models import LoggedRequest
+from tests.support.loopback.state import ExchangeState
 
 log = get_logger(__name__)
 
@@ -25,7 +25,7 @@ class LoopbackExchange:
 
     Use as a context manager (``with LoopbackExchange() as ex: ...``) or call ``start()``/``stop()``.
     ``url`` is the base URL (``http://127.0.0.1:<port>``); point ccxt at it with
-    ``engine.loopback.client.make_ccxt_binance(ex.url, ex.api_key, ex.secret)``.
+    ``tests.support.loopback.client.make_ccxt_binance(ex.url, ex.api_key, ex.secret)``.
     """
 
     def __init__(self, config: LoopbackConfig | None = None, state: ExchangeState | None = None) -> None:

@@ -43,10 +43,10 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from typing import Literal
 
-from engine.loopback import errors
-from engine.loopback.config import LoopbackConfig
-from engine.loopback.markets import MarketCatalog, MarketSpec
 from engine.telemetry import get_logger
+from tests.support.loopback import errors
+from tests.support.loopback.config import LoopbackConfig
+from tests.support.loopback.markets import MarketCatalog, MarketSpec
 
 log = get_logger(__name__)
 

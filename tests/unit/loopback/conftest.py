@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from engine.loopback import LoopbackExchange, make_ccxt_binance
+from tests.support.loopback import LoopbackExchange, make_ccxt_binance
 from tests.unit.loopback.helpers import assert_all_calls_reached
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import Decimal
 
-from engine.loopback import LoopbackExchange, loopback_guard
+from tests.support.loopback import LoopbackExchange, loopback_guard
 
 Row = tuple[int, Decimal, Decimal, Decimal, Decimal, Decimal]
 

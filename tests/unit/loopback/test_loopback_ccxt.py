@@ -9,7 +9,7 @@ from typing import Any
 import ccxt
 import pytest
 
-from engine.loopback import (
+from tests.support.loopback import (
     SPOT_SYMBOLS,
     Balance,
     LoopbackConfig,

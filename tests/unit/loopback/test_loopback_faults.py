@@ -11,7 +11,7 @@ import ccxt
 import httpx
 import pytest
 
-from engine.loopback import LoopbackConfig, LoopbackExchange, loopback_guard, make_ccxt_binance
+from tests.support.loopback import LoopbackConfig, LoopbackExchange, loopback_guard, make_ccxt_binance
 from tests.unit.loopback.helpers import MINUTE, assert_all_calls_reached, flat_rows
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from engine.loopback import LoopbackExchange, load_markets_fixture, load_responses_fixture
+from tests.support.loopback import LoopbackExchange, load_markets_fixture, load_responses_fixture
 from tests.unit.loopback.helpers import MINUTE, flat_rows
 
 FIXTURE_SHA256 = {
@@ -78,7 +78,7 @@ def _same_shape(ours: dict[str, Any], recorded: dict[str, Any], *, except_keys: 
 
 
 def test_bundled_fixtures_are_the_verbatim_copies() -> None:
-    folder = resources.files("engine.loopback").joinpath("fixtures")
+    folder = resources.files("tests.support.loopback").joinpath("fixtures")
     for name, digest in FIXTURE_SHA256.items():
         assert hashlib.sha256(folder.joinpath(name).read_bytes()).hexdigest() == digest
     assert "ccxt/ccxt" in folder.joinpath("SOURCES.md").read_text(encoding="utf-8")

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from engine.loopback import Balance, BinanceApiError, ExchangeState, LoopbackConfig, OrderRequest
-from engine.loopback.state import Side, TimeInForce
+from tests.support.loopback import Balance, BinanceApiError, ExchangeState, LoopbackConfig, OrderRequest
+from tests.support.loopback.state import Side, TimeInForce
 from tests.unit.loopback.helpers import MINUTE, T0, flat_rows, ramp_rows
 
 D = Decimal
