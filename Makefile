@@ -5,10 +5,11 @@ SHELL := /bin/bash
 export IQTS_STATE_DIR ?= $(CURDIR)/.iqts
 export IQTS_TEST_REDIS_PORT ?= 6390
 export IQTS_TEST_REDIS_URL ?= redis://127.0.0.1:$(IQTS_TEST_REDIS_PORT)/0
+export COVERAGE_FILE ?= $(IQTS_STATE_DIR)/coverage/.coverage
 UV = $(shell command -v uv >/dev/null 2>&1 && echo uv || echo python3 -m uv)
 RUN = $(UV) run --frozen --all-extras
 PYTEST = $(RUN) pytest
-# the suite is CPU-bound and shares one PostgreSQL: serial is fastest on 2 cores
+# the suite is CPU-bound: serial is fastest on 2 cores (each test module has a database of its own)
 
 .PHONY: help setup run test test-all bench lint fmt clean-state
 
@@ -17,7 +18,7 @@ help:
 	@echo "make test      the representative test suite (real PostgreSQL + pgvector, real Redis)"
 	@echo "make test-all  every test, including slow and model-driven ones"
 	@echo "make bench     benchmarks, printed as ratios against their peers"
-	@echo "make lint      ruff + mypy;  make fmt  format the code"
+	@echo "make lint      ruff, mypy, import contracts (lint-imports), dependencies (deptry);  make fmt  format"
 
 setup:
 	@scripts/bootstrap.sh env
@@ -25,13 +26,19 @@ setup:
 run: setup
 	$(RUN) iqts up
 
+COVERAGE = @mkdir -p $(dir $(COVERAGE_FILE)) && rm -f $(COVERAGE_FILE)*
+
 test:
 	@scripts/bootstrap.sh env redis browser
-	$(PYTEST) -m "not slow" -q
+	$(COVERAGE)
+	$(PYTEST) -m "not slow" -q --cov --cov-report=
+	$(RUN) python scripts/coverage_by_package.py
 
 test-all:
 	@scripts/bootstrap.sh env redis browser model
-	$(PYTEST) -q
+	$(COVERAGE)
+	$(PYTEST) -q --cov --cov-report=
+	$(RUN) python scripts/coverage_by_package.py
 
 bench:
 	@scripts/bootstrap.sh env redis
@@ -40,7 +47,9 @@ bench:
 lint: setup
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy agent tools knowledge engine approvals ui evals
+	$(RUN) mypy agent tools knowledge engine approvals ui evals tests/support
+	$(RUN) lint-imports
+	$(RUN) deptry .
 
 fmt: setup
 	$(RUN) ruff format .
