@@ -98,6 +98,18 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", secrets: Iterable[
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
+def _default_to_stderr() -> None:
+    """Before ``configure_logging`` runs, structlog would print to stdout, which belongs to a command's output
+    (``--json``) or to a protocol (MCP stdio): send early log lines to stderr, INFO and above."""
+    structlog.configure(
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+    )
+
+
+_default_to_stderr()
+
+
 def _identity(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     return event_dict
 

@@ -58,3 +58,23 @@ def test_offline_defaults_are_set_by_the_project_and_user_values_win() -> None:
     for key, value in OFFLINE_DEFAULTS.items():
         expected = "0" if key == "DO_NOT_TRACK" else value
         assert seen[key] == expected, key
+
+
+def test_logs_before_configuration_never_reach_stdout() -> None:
+    """stdout belongs to a command's output (`iqts bench x --json | jq`) and to MCP stdio; early logs go to stderr."""
+    code = "from engine.telemetry import get_logger; get_logger('early').info('bars.upserted', n=3); print('{}')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert json.loads(done.stdout) == {}
+    assert "bars.upserted" in done.stderr
+
+
+def test_bench_json_is_pipeable() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "ui.cli.main", "bench", "risk", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    rows = json.loads(done.stdout)
+    assert rows and all(row["bench"].startswith("risk.") for row in rows)
