@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine import __version__
@@ -80,7 +81,7 @@ def create_app(runtime: Runtime, *, with_mcp: bool = True) -> FastAPI:
                 await stack.enter_async_context(mcp_lifespan())
             yield
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc with their assets served from here: no CDN, works offline
         title="IQTS",
         version=__version__,
         description="Crypto quant research and trading copilot: every order waits for a human approval.",

@@ -74,7 +74,13 @@ class ApproveIn(BaseModel):
 
 
 class RejectIn(BaseModel):
-    reason: str = Field(min_length=1, max_length=MAX_REASON, description="why: for the requester and the audit log")
+    reason: str = Field(
+        min_length=1,
+        max_length=MAX_REASON,
+        description="why: for the requester and the audit log (not blank, no NUL character)",
+        # documented for clients; the validator below enforces it with a message that says what is wrong
+        json_schema_extra={"pattern": r"^[^\x00]*[^\s\x00][^\x00]*$"},
+    )
     seen_hash: str | None = Field(None, pattern=HASH_PATTERN)
 
     @field_validator("reason")
