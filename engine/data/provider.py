@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Final, Literal, NamedTuple
 
 from pydantic import Field
 
-from engine.data.quote import Quote, make_quote
+from engine.data.quote import Quote, history_note, make_quote
 from engine.data.store import BarStore, SeriesInfo, make_key
 from engine.data.symbols import USD_LIKE, SymbolQuery, parse_symbol_query, split_symbol
 from engine.data.timeframes import parse_timeframe, timeframe_ms
@@ -48,17 +48,18 @@ from engine.store.database import Database
 if TYPE_CHECKING:
     import pandas as pd
 
+    from engine.data.quality import QualityReport
+
 Purpose = Literal["quote", "history"]
 MIN_HISTORY_BARS: Final = 500
 """A series with fewer bars is chosen for history only when no series of the symbol has this many."""
+_DOLLARS: Final = f"{', '.join(USD_LIKE[:-1])} and {USD_LIKE[-1]} quotes"
 _CLOSE_LOOKBACK_BARS: Final = 16
 """How far back the quote looks for the last bar with a finite close (the sample has a few empty cells)."""
 
 RULES: Final[dict[str, str]] = {
     "quote": "the most recently observed price (then the finest timeframe, then the most bars)",
-    "history": (
-        f"the finest timeframe with at least {MIN_HISTORY_BARS} bars (then the freshest, then the most bars)"
-    ),
+    "history": (f"the finest timeframe with at least {MIN_HISTORY_BARS} bars (then the freshest, then the most bars)"),
 }
 """The default rule of each purpose, as results state it."""
 
@@ -151,11 +152,8 @@ class MarketData:
         if query.quote in USD_LIKE:
             equivalent = [s for s in same_base if parsed[s][1] in USD_LIKE]
             if equivalent:
-                why = (
-                    f"no {query.unified} is stored; {', '.join(USD_LIKE[:-1])} and {USD_LIKE[-1]} quotes are taken as equal, "
-                    f"so {' / '.join(equivalent)} serves it"
-                )
-                return equivalent, why
+                serves = " / ".join(equivalent)
+                return equivalent, f"no {query.unified} is stored; {_DOLLARS} are taken as equal, so {serves} serves it"
         return [], None
 
     def choose(
@@ -184,7 +182,9 @@ class MarketData:
             if not venue.isidentifier():
                 raise ValidationFailedError(f"exchange: {exchange!r} is not a ccxt exchange id (e.g. 'binance')")
         query = parse_symbol_query(
-            symbol, bases={split_symbol(s.symbol)[0] for s in stored}, quotes={split_symbol(s.symbol)[1] for s in stored}
+            symbol,
+            bases={split_symbol(s.symbol)[0] for s in stored},
+            quotes={split_symbol(s.symbol)[1] for s in stored},
         )
         symbols, why = self._symbols(query)
         if not symbols:
@@ -196,9 +196,9 @@ class MarketData:
             raise NotFoundError(f"exchange: no {' / '.join(symbols)} data on {venue}; stored on: {venues}")
         candidates = [s for s in on_venue if tf is None or s.timeframe == tf]
         if not candidates:
+            where = f" on {venue}" if venue else ""
             raise NotFoundError(
-                f"timeframe: no {tf} series of {' / '.join(symbols)}{f' on {venue}' if venue else ''} is stored; "
-                f"stored: {_listing(on_venue)}"
+                f"timeframe: no stored data for {' / '.join(symbols)} {tf}{where}; stored: {_listing(on_venue)}"
             )
         now_ms = datetime_to_ms(self._clock())
         best = _pick(candidates, purpose, now_ms)
@@ -219,6 +219,57 @@ class MarketData:
             rule=rule,
             alternatives=[_series_text(s) for s in candidates if s is not best],
         )
+
+    def matching(
+        self, symbol: str | None = None, *, timeframe: str | None = None, exchange: str | None = None
+    ) -> list[SeriesInfo]:
+        """Every stored series the request means (all of them without one), in listing order; the same errors as
+        :meth:`choose` when nothing matches."""
+        if symbol is None and timeframe is None and exchange is None:
+            return list(self.series())
+        if symbol is None:
+            tf = parse_timeframe(timeframe) if timeframe else None
+            venue = exchange.strip().lower() if exchange else None
+            found = [s for s in self.series() if (tf is None or s.timeframe == tf) and (venue in (None, s.exchange))]
+            if not found:
+                raise NotFoundError(f"no stored series match; stored: {_listing(self.series())}")
+            return found
+        best = self.choose(symbol, timeframe=timeframe, exchange=exchange)
+        wanted = {best.series, *best.alternatives}
+        return [s for s in self.series() if _series_text(s) in wanted]
+
+    def defaults(self) -> dict[str, list[Purpose]]:
+        """For each stored series, the purposes it is the default of for its symbol ("quote", "history")."""
+        out: dict[str, list[Purpose]] = {_series_text(s): [] for s in self.series()}
+        now_ms = datetime_to_ms(self._clock())
+        by_symbol: dict[str, list[SeriesInfo]] = {}
+        for s in self.series():
+            by_symbol.setdefault(s.symbol, []).append(s)
+        for candidates in by_symbol.values():
+            for purpose in ("quote", "history"):
+                out[_series_text(_pick(candidates, purpose, now_ms))].append(purpose)
+        return out
+
+    def quality(
+        self, symbol: str | None = None, *, timeframe: str | None = None, exchange: str | None = None
+    ) -> list[QualityReport]:
+        """The quality report (gaps, duplicates, bad rows, spikes) of every series the request means."""
+        from engine.data.quality import check_bars
+
+        return [
+            check_bars(
+                self.store.read_bars(make_key(s.exchange, s.symbol, s.timeframe)),
+                exchange=s.exchange,
+                symbol=s.symbol,
+                timeframe=s.timeframe,
+            )
+            for s in self.matching(symbol, timeframe=timeframe, exchange=exchange)
+        ]
+
+    def history_note(self, choice: SeriesInfo) -> str | None:
+        """Says when a series' bars are replayed history, not current (see ``engine.data.quote``)."""
+        assert choice.last_ts is not None
+        return history_note(choice.exchange, choice.symbol, choice.timeframe, choice.last_ts, self._clock())
 
     # ---- prices ----------------------------------------------------------------------------------------------
 
@@ -242,9 +293,7 @@ class MarketData:
                 return StoredBar(int(ts), o, h, lo, c, v)
         return None
 
-    def quote_of(
-        self, choice: SeriesInfo, *, resolved_from: str | None = None, as_of: datetime | None = None
-    ) -> Quote:
+    def quote_of(self, choice: SeriesInfo, *, resolved_from: str | None = None, as_of: datetime | None = None) -> Quote:
         """The last price of one series: the close of its newest bar with valid prices. With ``as_of`` (a
         replay clock) it is the last bar closed by then, and the quote is marked replayed."""
         end_ms = None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Final
+from typing import Final, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -69,6 +69,40 @@ def _bar_time(open_ms: int, timeframe: str) -> str:
     return moment.strftime("%Y-%m-%d") if timeframe_ms(timeframe) >= DAY_MS else moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
+class Staleness(NamedTuple):
+    """How old the close of one bar is at ``as_of``, and whether that makes it replayed history."""
+
+    ts: datetime
+    age_seconds: float
+    replayed: bool
+    sample: bool
+    when: str
+    """The bar's date (daily and weekly bars) or open time (intraday), for people."""
+
+
+def staleness(
+    *, exchange: str, symbol: str, timeframe: str, bar_open_ms: int, as_of: datetime, replay: bool = False
+) -> Staleness:
+    """The age and replay status of the close of the bar opening at ``bar_open_ms`` (module docstring)."""
+    as_of = to_utc(as_of)
+    step = timeframe_ms(timeframe)
+    ts = min(ms_to_utc(bar_open_ms + step), as_of)
+    age = max((as_of - ts).total_seconds(), 0.0)
+    replayed = replay or age * 1000 > max(REPLAY_AFTER_BARS * step, REPLAY_AFTER_MIN_MS)
+    sample = (exchange, symbol, timeframe) in BUNDLED_SERIES
+    return Staleness(ts, age, replayed, sample, _bar_time(bar_open_ms, timeframe))
+
+
+def history_note(exchange: str, symbol: str, timeframe: str, last_open_ms: int, as_of: datetime) -> str | None:
+    """For bars: "replayed sample history: the last bar is from 2019-10-17 09:00 UTC (2,237 days old)", or
+    None when the series is current."""
+    seen = staleness(exchange=exchange, symbol=symbol, timeframe=timeframe, bar_open_ms=last_open_ms, as_of=as_of)
+    if not seen.replayed:
+        return None
+    kind = "replayed sample history" if seen.sample else "replayed history"
+    return f"{kind}: the last bar is from {seen.when} ({describe_age(seen.age_seconds)} old)"
+
+
 def make_quote(
     *,
     exchange: str,
@@ -81,28 +115,24 @@ def make_quote(
     resolved_from: str | None = None,
 ) -> Quote:
     """The quote of one bar's close read at ``as_of``; ``replay`` forces ``replayed`` (a replay clock)."""
-    as_of = to_utc(as_of)
-    step = timeframe_ms(timeframe)
-    close_ts = ms_to_utc(bar_open_ms + step)
-    ts = min(close_ts, as_of)
-    age = max((as_of - ts).total_seconds(), 0.0)
-    replayed = replay or age * 1000 > max(REPLAY_AFTER_BARS * step, REPLAY_AFTER_MIN_MS)
-    sample = (exchange, symbol, timeframe) in BUNDLED_SERIES
+    seen = staleness(
+        exchange=exchange, symbol=symbol, timeframe=timeframe, bar_open_ms=bar_open_ms, as_of=as_of, replay=replay
+    )
     series = f"{exchange}:{symbol}:{timeframe}"
     note = None
-    if replayed:
-        kind = "replayed sample price" if sample else "replayed price"
-        note = f"{kind} from {_bar_time(bar_open_ms, timeframe)} ({describe_age(age)} old), series {series}"
+    if seen.replayed:
+        kind = "replayed sample price" if seen.sample else "replayed price"
+        note = f"{kind} from {seen.when} ({describe_age(seen.age_seconds)} old), series {series}"
     return Quote(
         symbol=symbol,
         price=close,
-        ts=ts,
+        ts=seen.ts,
         bar_open=ms_to_utc(bar_open_ms),
-        as_of=as_of,
-        age_seconds=age,
+        as_of=to_utc(as_of),
+        age_seconds=seen.age_seconds,
         series=series,
-        replayed=replayed,
-        sample=sample,
+        replayed=seen.replayed,
+        sample=seen.sample,
         note=note,
         resolved_from=resolved_from,
     )

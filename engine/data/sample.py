@@ -39,7 +39,6 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from engine.data.bundled import BUNDLED_SERIES as BUNDLED_SERIES
 from engine.data.frame import BAR_COLUMNS, VALUE_COLUMNS, frame_from_arrays, validate_bar_frame
 from engine.data.models import parse_symbol
 from engine.data.timeframes import Timeframe, validate_timeframe

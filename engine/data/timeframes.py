@@ -141,7 +141,7 @@ def parse_timeframe(text: str, *, field: str = "timeframe") -> Timeframe:
         ms = int(match["n"] or 1) * _TIMEFRAME_UNIT_MS[match["unit"]]
     if ms is None or ms not in _MS_TO_TIMEFRAME:
         raise ValidationFailedError(
-            f"{field}: {text!r} is not a supported timeframe; use one of {_supported()} "
+            f"{field}: unsupported timeframe {text!r}; supported: {_supported()} "
             "(words like 'hourly', '1 hour', '60m', 'daily' or 'weekly' work too)"
         )
     return _MS_TO_TIMEFRAME[ms]  # type: ignore[return-value]

@@ -605,7 +605,8 @@ def _max_drawdown(b: Binding) -> Evaluate:
             if ctx.reduces:
                 reason = f"the account cannot be fully valued, {_REDUCES}"
                 return RuleResult("max_drawdown", True, reason, limit, None, scope)
-            return RuleResult("max_drawdown", False, _unvalued_reason(account, "max_drawdown", b.where), limit, None, scope)
+            reason = _unvalued_reason(account, "max_drawdown", b.where)
+            return RuleResult("max_drawdown", False, reason, limit, None, scope)
         drawdown = account.drawdown
         if drawdown <= limit:
             return RuleResult("max_drawdown", True, passed, limit, drawdown, scope)

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from engine.data.quote import Quote
+from engine.data.timeparse import ms_to_utc
 from engine.execution.broker import (
     ApprovedOrder,
     OrderNotCancellableError,
@@ -50,8 +52,6 @@ from engine.execution.models import (
     TimeInForce,
 )
 from engine.execution.paper.config import PaperBrokerConfig
-from engine.data.quote import Quote
-from engine.data.timeparse import ms_to_utc
 from engine.execution.paper.data import ManualPriceFeed, Number, PriceBar, PriceFeed
 from engine.telemetry import get_logger
 
