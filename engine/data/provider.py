@@ -188,7 +188,9 @@ class MarketData:
         )
         symbols, why = self._symbols(query)
         if not symbols:
-            raise NotFoundError(f"symbol: no stored data for {query.text}; stored: {_listing(stored)}")
+            name = query.unified or query.base
+            written = f" (from {query.text!r})" if name != query.text else ""
+            raise NotFoundError(f"symbol: no stored data for {name}{written}; stored: {_listing(stored)}")
         of_symbols = [s for s in stored if s.symbol in symbols]
         on_venue = [s for s in of_symbols if venue is None or s.exchange == venue]
         if not on_venue:

@@ -269,8 +269,8 @@ def _max_quote_age(b: Binding) -> Evaluate:
             return RuleResult("max_quote_age_seconds", True, reason, None, age, scope)
         if age <= limit:
             return RuleResult("max_quote_age_seconds", True, passed[mode] + _quote_note(ctx), limit, age, scope)
-        told = f" ({describe_age(age)})" if age >= 120 else ""
-        reason = f"last price of {symbol} is {age:.0f} s{told} old, over {tails[mode]}{_quote_note(ctx)}"
+        told = f"{age:.0f} s" if age < 120 else f"{describe_age(age)} ({age:,.0f} s)"
+        reason = f"last price of {symbol} is {told} old, over {tails[mode]}{_quote_note(ctx)}"
         return RuleResult("max_quote_age_seconds", False, reason, limit, age, scope)
 
     return rule
