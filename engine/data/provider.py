@@ -189,7 +189,7 @@ class MarketData:
         symbols, why = self._symbols(query)
         if not symbols:
             name = query.unified or query.base
-            written = f" (from {query.text!r})" if name != query.text else ""
+            written = f" (from {query.text!r})" if name != query.text.upper() else ""
             raise NotFoundError(f"symbol: no stored data for {name}{written}; stored: {_listing(stored)}")
         of_symbols = [s for s in stored if s.symbol in symbols]
         on_venue = [s for s in of_symbols if venue is None or s.exchange == venue]
