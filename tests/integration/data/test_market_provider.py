@@ -25,6 +25,7 @@ import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
+from agent.guards.answers import ProposalSummary
 from approvals import service as approvals
 from approvals.service import Requester
 from approvals.users import Role, User, create_user, issue_token
@@ -301,6 +302,13 @@ async def test_a_dry_run_on_the_sample_is_allowed_and_says_its_price_is_replayed
     assert "note: BTC/USD: replayed sample price from 2020-01-17" in checked.structuredContent["summary"]
 
 
+async def test_the_chat_tells_the_user_a_proposal_was_checked_against_a_replayed_price(env: Env) -> None:
+    proposed = await call(env, "propose_order", {"order": {"symbol": "BTC/USD", "side": "buy", "quantity": "0.01"}})
+    told = ProposalSummary.from_result(proposed).describe()  # the chat's words about the proposal
+    assert proposed["risk_allowed"] is True
+    assert "Pre-trade risk check: all risk rules pass; note: BTC/USD: replayed sample price from 2020-01-17" in told
+
+
 def test_sandbox_and_live_orders_need_a_fresh_price(env: Env) -> None:
     portfolio, market = portfolio_snapshot(env.db, env.settings)
     policy = load_default_policy()
@@ -418,3 +426,50 @@ def test_the_cli_reads_naive_times_as_utc_under_berlin_time(env: Env, tmp_path: 
     frame = pd.read_parquet(out)
     assert sorted(frame["ts"].tolist()) == [1_571_270_400_000, 1_571_274_000_000]
     assert json.loads(json.dumps(frame["symbol"].unique().tolist())) == ["BTC/USD"]
+
+
+async def test_research_tools_read_what_people_write_and_naive_times_as_utc_under_berlin_time(
+    env: Env, berlin: None
+) -> None:
+    ask = {"symbol": "bitcoin", "timeframe": "hourly", "indicators": ["sma:3"], "window": 2}
+    naive = await call(env, "compute_indicators", {**ask, "end": "2019-10-17T03:00"})
+    offset = await call(env, "compute_indicators", {**ask, "end": "2019-10-17T05:00+02:00"})
+    epoch = 1_571_270_400_000  # 2019-10-17 00:00 UTC
+    closes = [datetime.fromisoformat(r["ts"]) for r in naive["rows"]]
+    assert (naive["exchange"], naive["symbol"], naive["timeframe"]) == ("coinbase", "BTC/USD", "1h")
+    assert closes == [datetime.fromtimestamp((epoch + i * HOUR) / 1000, tz=UTC) for i in (1, 2)]
+    assert naive["rows"] == offset["rows"]
+    relative = await call(env, "compute_indicators", {**ask, "end": "now"})  # the one parser's words work here too
+    assert relative["rows"][-1]["ts"].startswith("2019-10-17T09:00")  # the last stored hourly bar
+
+
+def test_iqts_data_quote_and_list_name_the_series_its_age_and_the_defaults(env: Env) -> None:
+    import subprocess
+    import sys
+
+    environ = os.environ | {"IQTS_STATE_DIR": str(env.settings.state_dir), "IQTS_DB_NAME": env.settings.db_name}
+    if env.settings.database_url is not None:
+        environ["IQTS_DATABASE_URL"] = env.settings.database_url.get_secret_value()
+
+    def iqts(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "ui.cli.main", *args], env=environ, capture_output=True,
+                              text=True, timeout=300, check=False)  # fmt: skip
+
+    quoted = iqts("data", "quote", "bitcoin", "--json")
+    assert quoted.returncode == 0, quoted.stderr
+    quote = json.loads(quoted.stdout)
+    assert quote["series"] == BTC_PRICE and quote["replayed"] is True and quote["sample"] is True
+    assert datetime.fromisoformat(quote["ts"]) == LAST_BITSTAMP_CLOSE and Decimal(quote["price"]) > 0
+    assert quote["resolved_from"] == '"bitcoin" -> "BTC/USD"' and quote["note"].startswith("replayed sample price")
+    text = iqts("data", "quote", "btc", "-t", "hourly")
+    assert text.returncode == 0 and "from coinbase:BTC/USD:1h" in text.stdout and "replayed sample price" in text.stdout
+
+    listed = iqts("data", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    defaults = {f"{r['exchange']}:{r['symbol']}:{r['timeframe']}": r["default_for"] for r in json.loads(listed.stdout)}
+    assert defaults[BTC_PRICE] == ["quote"] and defaults[BTC_HISTORY] == ["history"]
+    assert defaults["coinbase:BTC/USD:1d"] == [] and defaults["bitstamp:LTC/USD:1d"] == ["quote", "history"]
+
+    missing = iqts("data", "quote", "dogecoin")
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
+    assert "symbol: no stored data for DOGE" in missing.stderr and "BTC/USD (1h coinbase" in missing.stderr
