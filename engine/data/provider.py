@@ -331,16 +331,33 @@ class MarketData:
         choice = self.choose(symbol, timeframe=timeframe, exchange=exchange, purpose="quote")
         return self.quote_of(choice, resolved_from=choice.resolved_from)
 
+    def quotable(self) -> list[str]:
+        """Every symbol a price can be given for: the stored ones and, for each stored spot pair quoted in a dollar
+        (USD, USDT, USDC), the same base in the other dollar quotes (served by the stored pair, and saying so). A
+        market snapshot holds all of them, so a risk check prices ``BTC/USDT`` as the ticker and the paper venue
+        do when only ``BTC/USD`` is stored."""
+        stored = {s.symbol for s in self.series()}
+        out = set(stored)
+        for symbol in stored:
+            base, quote, settle = split_symbol(symbol)
+            if settle is None and quote in USD_LIKE:
+                out.update(f"{base}/{dollar}" for dollar in USD_LIKE)
+        return sorted(out)
+
     def quotes(self, symbols: Iterable[str] | None = None) -> dict[str, Quote]:
-        """Last prices keyed by the symbol asked for (every stored symbol by default); a symbol nothing stored
-        matches is left out (valuation reports it as unvalued), never an error."""
-        wanted = sorted({s.symbol for s in self.series()}) if symbols is None else list(dict.fromkeys(symbols))
+        """Last prices keyed by the symbol asked for (every :meth:`quotable` symbol by default); a symbol nothing
+        stored matches is left out (valuation reports it as unvalued), never an error. Each series is read once."""
+        wanted = self.quotable() if symbols is None else list(dict.fromkeys(symbols))
+        read: dict[str, Quote] = {}
         out: dict[str, Quote] = {}
         for symbol in wanted:
             try:
-                out[symbol] = self.quote(symbol)
+                choice = self.choose(symbol, purpose="quote")
+                if choice.series not in read:
+                    read[choice.series] = self.quote_of(choice)
             except (NotFoundError, ValidationFailedError):
                 continue
+            out[symbol] = read[choice.series].model_copy(update={"resolved_from": choice.resolved_from})
         return out
 
     # ---- bars ------------------------------------------------------------------------------------------------

@@ -90,7 +90,8 @@ def load_ledger(db: Database, settings: Settings) -> Ledger:
 
 
 def market_snapshot(db: Database, settings: Settings, symbols: list[str] | None = None) -> MarketSnapshot:
-    """Quotes of ``symbols`` (every stored symbol by default) by the provider's quote rule, with the fx rates."""
+    """Quotes of ``symbols`` (every quotable symbol by default: ``MarketData.quotable``) by the provider's quote
+    rule, with the fx rates."""
     return MarketSnapshot.from_quotes(MarketData(db).quotes(symbols), settings.fx_rates)
 
 
@@ -104,14 +105,15 @@ def portfolio_snapshot(
 ) -> tuple[PortfolioSnapshot, MarketSnapshot]:
     """Mark the ledger to market, checkpoint it (marks advance), and return both snapshots.
 
-    The market holds a quote of every stored symbol and of every held one (a held BTC/USDT is valued by the
-    stored BTC/USD when only that is stored, and the quote says so). A held symbol with no price at all is
+    The market holds a quote of every quotable symbol (the stored ones and their dollar equivalents) and of every
+    held one (a held or ordered BTC/USDT is valued by the stored BTC/USD when only that is stored, and the quote
+    says so). A held symbol with no price at all is
     reported unvalued, with the reason, in its account; nothing raises for it.
     """
     now = now or datetime.now(UTC)
     if market is None:  # read before the ledger lock: quotes need connections of their own
         provider = MarketData(db)
-        wanted = {s.symbol for s in provider.series()} | _held(load_ledger(db, settings))
+        wanted = set(provider.quotable()) | _held(load_ledger(db, settings))
         market = MarketSnapshot.from_quotes(provider.quotes(sorted(wanted)), settings.fx_rates)
     with db.connection() as conn:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (0x1A75_00B0,))

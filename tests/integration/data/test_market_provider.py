@@ -215,7 +215,8 @@ async def _filled_dry_run(env: Env, symbol: str, quantity: str) -> tuple[str, in
     """Propose (risk #1), approve, and execute on the paper venue reading the store: the approval id and order id."""
     runtime = Runtime(settings=env.settings, db=env.db, bus=InProcessBus())
     broker = PaperBroker(
-        PaperBrokerConfig(name="paper", initial_balances={"USD": Decimal(100_000)}), StorePriceFeed(BarStore(env.db))
+        PaperBrokerConfig(name="paper", initial_balances={"USD": Decimal(100_000), "USDT": Decimal(100_000)}),
+        StorePriceFeed(BarStore(env.db)),
     )
     manager = build_order_manager(runtime, Router({"paper": broker}))
     intent = OrderIntent(account="paper", symbol=symbol, side="buy", type="market", quantity=Decimal(quantity))
@@ -252,6 +253,18 @@ async def test_ticker_risk_and_fill_read_one_series_for_btc_and_backtests_state_
     assert (selection.exchange, selection.symbol, selection.timeframe) == ("coinbase", "BTC/USD", "1h")
     assert len(bars) == 20_111 and "finest timeframe" in backtest.rule and "finest timeframe" in ohlcv["rule"]
     assert BTC_PRICE in backtest.alternatives and ohlcv["note"].startswith("replayed sample history")
+
+
+async def test_an_order_in_a_dollar_pair_not_stored_is_priced_by_the_stored_one_at_every_step(env: Env) -> None:
+    ticker = await call(env, "get_ticker", {"symbol": "BTC/USDT"})
+    approval_id, order_id = await _filled_dry_run(env, "BTC/USDT", "0.01")  # risk #1 priced it: it is pending
+    verdict = approvals.get_request(env.db, approval_id).risk_verdict or {}
+    with env.db.connection() as conn:
+        (fill_quote,) = conn.execute("SELECT quote FROM fills WHERE order_id = %s", (order_id,)).fetchone() or (None,)
+    assert ticker["series"] == fill_quote["series"] == BTC_PRICE
+    assert verdict["allowed"] is True
+    [resolution] = [n for n in verdict["notes"] if "no BTC/USDT is stored" in n]
+    assert resolution.startswith('BTC/USDT: "BTC/USDT" -> "BTC/USD"')
 
 
 # ---- quote age everywhere -----------------------------------------------------------------------------------
