@@ -1,4 +1,4 @@
-"""Market data tools: what is stored, bars, the last price, data quality."""
+"""Market data tools: what is stored, bars, the last price, data quality (all through engine.data.provider)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,30 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from engine.data.frame import to_arrays
-from engine.data.market import last_prices
-from engine.data.quality import check_bars
-from engine.data.store import BarStore, SeriesInfo, make_key
-from engine.errors import NotFoundError, ValidationFailedError
+from engine.data.provider import MarketData, Purpose, SeriesChoice
+from engine.data.timeparse import UtcDateTime, datetime_to_ms
 from engine.runtime import Runtime
 from tools.context import tool_call
 
 READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
 MAX_BARS = 2000
+
+SymbolArg = Annotated[
+    str, Field(description="a market as people write it: BTC/USD, btc-usd, BTCUSDT, BTC, bitcoin, ether")
+]
+TimeframeArg = Annotated[
+    str | None, Field(description="1m 5m 15m 1h 4h 1d 1w, or words: hourly, 1 hour, daily, weekly")
+]
+ExchangeArg = Annotated[str | None, Field(description="ccxt exchange id, e.g. bitstamp; default: the rule's choice")]
+
+
+class Resolution(BaseModel):
+    """Which stored series answered, and why."""
+
+    series: str = Field(description="exchange:symbol:timeframe, e.g. bitstamp:BTC/USD:1d")
+    resolved_from: str | None = Field(description='e.g. "BTC" -> "BTC/USD"; null when asked exactly')
+    rule: str = Field(description="why this series among the matching stored ones")
+    alternatives: list[str] = Field(description="other stored series that matched")
 
 
 class Market(BaseModel):
@@ -29,6 +44,9 @@ class Market(BaseModel):
     first: datetime | None
     last: datetime | None
     rows: int
+    default_for: list[Purpose] = Field(
+        description='"quote": answers prices of its symbol by default; "history": bars and backtests'
+    )
 
 
 class MarketList(BaseModel):
@@ -44,19 +62,23 @@ class Candle(BaseModel):
     volume: float
 
 
-class Ohlcv(BaseModel):
+class Ohlcv(Resolution):
     exchange: str
     symbol: str
     timeframe: str
     bars: list[Candle]
     truncated: bool = Field(description="true when more bars matched than were returned (newest kept)")
+    note: str | None = Field(description="set when the bars are replayed history, not current")
 
 
-class TickerOut(BaseModel):
+class TickerOut(Resolution):
     symbol: str
     last: float
-    as_of: datetime
-    source: str
+    as_of: datetime = Field(description="when the price was observed (its bar's close, UTC)")
+    age_seconds: float = Field(description="how old the price is now")
+    replayed: bool = Field(description="history replayed, not the market now")
+    note: str | None = Field(description="what to tell the user about this price, e.g. that it is replayed")
+    source: str = Field(description="the same as series")
 
 
 class Coverage(BaseModel):
@@ -74,150 +96,144 @@ class CoverageList(BaseModel):
     series: list[Coverage]
 
 
-def _series(runtime: Runtime) -> list[SeriesInfo]:
-    return BarStore(runtime.db).series()
+def _resolution(choice: SeriesChoice) -> dict[str, Any]:
+    return {
+        "series": choice.series,
+        "resolved_from": choice.resolved_from,
+        "rule": choice.rule,
+        "alternatives": choice.alternatives,
+    }
 
 
-def resolve_series(runtime: Runtime, symbol: str, timeframe: str | None, exchange: str | None) -> SeriesInfo:
-    """The stored series for a symbol (freshest, finest unless told), or a clear error naming what exists."""
-    candidates = [
-        s
-        for s in _series(runtime)
-        if s.symbol == symbol
-        and (timeframe is None or s.timeframe == timeframe)
-        and (exchange is None or s.exchange == exchange.lower())
-    ]
-    if not candidates:
-        available = sorted({f"{s.symbol} {s.timeframe} ({s.exchange})" for s in _series(runtime)})
-        raise NotFoundError(
-            f"no stored data for {symbol}"
-            f"{' ' + timeframe if timeframe else ''}; available: {', '.join(available) or 'none'}"
-        )
-    return max(candidates, key=lambda s: (s.last_ts or 0, s.rows))
+def _ohlcv(
+    runtime: Runtime,
+    symbol: str,
+    timeframe: str | None,
+    exchange: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    limit: int,
+) -> Ohlcv:
+    provider = MarketData(runtime.db)
+    choice, frame = provider.bars(
+        symbol,
+        timeframe=timeframe,
+        exchange=exchange,
+        start_ms=None if start is None else datetime_to_ms(start),
+        end_ms=None if end is None else datetime_to_ms(end),
+    )
+    a = to_arrays(frame.iloc[-limit:])
+    bars = [
+        Candle(ts=int(a.ts[i]), open=float(a.open[i]), high=float(a.high[i]), low=float(a.low[i]),
+               close=float(a.close[i]), volume=float(a.volume[i]))
+        for i in range(len(a))
+    ]  # fmt: skip
+    return Ohlcv(
+        exchange=choice.exchange,
+        symbol=choice.symbol,
+        timeframe=choice.timeframe,
+        bars=bars,
+        truncated=len(frame) > limit,
+        note=provider.history_note(choice),
+        **_resolution(choice),
+    )
+
+
+def _ticker(runtime: Runtime, symbol: str, timeframe: str | None, exchange: str | None) -> TickerOut:
+    provider = MarketData(runtime.db)
+    choice = provider.choose(symbol, timeframe=timeframe, exchange=exchange, purpose="quote")
+    quote = provider.quote_of(choice, resolved_from=choice.resolved_from)
+    return TickerOut(
+        symbol=quote.symbol,
+        last=float(quote.price),
+        as_of=quote.ts,
+        age_seconds=quote.age_seconds,
+        replayed=quote.replayed,
+        note=quote.note,
+        source=quote.series,
+        **_resolution(choice),
+    )
+
+
+def _coverage(runtime: Runtime, symbol: str | None) -> CoverageList:
+    provider = MarketData(runtime.db)
+    info = {(s.exchange, s.symbol, s.timeframe): s for s in provider.series()}
+    out = []
+    for report in provider.quality(symbol):
+        s = info[(report.exchange, report.symbol, report.timeframe)]
+        out.append(
+            Coverage(exchange=s.exchange, symbol=s.symbol, timeframe=s.timeframe, rows=s.rows, first=s.first,
+                     last=s.last, ok=report.ok, problems=report.problems())
+        )  # fmt: skip
+    return CoverageList(series=out)
+
+
+def _markets(runtime: Runtime) -> MarketList:
+    provider = MarketData(runtime.db)
+    defaults = provider.defaults()
+    return MarketList(
+        markets=[
+            Market(exchange=s.exchange, symbol=s.symbol, timeframe=s.timeframe, first=s.first, last=s.last,
+                   rows=s.rows, default_for=defaults[f"{s.exchange}:{s.symbol}:{s.timeframe}"])
+            for s in provider.series()
+        ]
+    )  # fmt: skip
 
 
 def register(server: FastMCP[Any]) -> None:
     @server.tool(annotations=READ_ONLY)
     async def list_markets(ctx: Context[Any, Any, Any]) -> MarketList:
-        """List the stored market data series (exchange, symbol, timeframe, first and last bar, row count)."""
+        """List the stored market data series (exchange, symbol, timeframe, first and last bar, row count) and
+        which one answers by default for a price ("quote") and for bars and backtests ("history")."""
 
         async def run(runtime: Runtime, _: object) -> MarketList:
-            series = await asyncio.to_thread(_series, runtime)
-            return MarketList(
-                markets=[
-                    Market(
-                        exchange=s.exchange,
-                        symbol=s.symbol,
-                        timeframe=s.timeframe,
-                        first=s.first,
-                        last=s.last,
-                        rows=s.rows,
-                    )
-                    for s in series
-                ]
-            )
+            return await asyncio.to_thread(_markets, runtime)
 
         return await tool_call("list_markets", ctx, {}, run)
 
     @server.tool(annotations=READ_ONLY)
     async def get_ohlcv(
         ctx: Context[Any, Any, Any],
-        symbol: Annotated[str, Field(description="unified symbol, e.g. BTC/USD")],
-        timeframe: Annotated[str | None, Field(description="e.g. 1h or 1d; default: the finest stored")] = None,
-        exchange: Annotated[str | None, Field(description="default: the freshest stored")] = None,
-        start: Annotated[datetime | None, Field(description="inclusive, ISO 8601 UTC")] = None,
-        end: Annotated[datetime | None, Field(description="exclusive, ISO 8601 UTC")] = None,
+        symbol: SymbolArg,
+        timeframe: TimeframeArg = None,
+        exchange: ExchangeArg = None,
+        start: Annotated[
+            UtcDateTime | None, Field(description="inclusive; ISO 8601 (no offset = UTC) or epoch")
+        ] = None,
+        end: Annotated[UtcDateTime | None, Field(description="exclusive; ISO 8601 (no offset = UTC) or epoch")] = None,
         limit: Annotated[int, Field(ge=1, le=MAX_BARS)] = 200,
     ) -> Ohlcv:
-        """OHLCV bars of a stored series; the newest `limit` bars within [start, end)."""
-        args = {
-            "symbol": symbol,
-            "timeframe": timeframe,
-            "exchange": exchange,
-            "start": start,
-            "end": end,
-            "limit": limit,
-        }
+        """OHLCV bars of a stored series, the newest `limit` within [start, end). Without a timeframe: the finest
+        stored with enough history (the result names the series and the rule)."""
+        args = {"symbol": symbol, "timeframe": timeframe, "exchange": exchange, "start": start, "end": end,
+                "limit": limit}  # fmt: skip
 
         async def run(runtime: Runtime, _: object) -> Ohlcv:
-            info = resolve_series(runtime, symbol, timeframe, exchange)
-            start_ms = int(start.timestamp() * 1000) if start else None
-            end_ms = int(end.timestamp() * 1000) if end else None
-            if start_ms is not None and end_ms is not None and end_ms <= start_ms:
-                raise ValidationFailedError("end must be after start")
-            frame = await asyncio.to_thread(
-                BarStore(runtime.db).read_bars, make_key(info.exchange, info.symbol, info.timeframe), start_ms, end_ms
-            )
-            truncated = len(frame) > limit
-            a = to_arrays(frame.iloc[-limit:])
-            bars = [
-                Candle(
-                    ts=int(a.ts[i]),
-                    open=float(a.open[i]),
-                    high=float(a.high[i]),
-                    low=float(a.low[i]),
-                    close=float(a.close[i]),
-                    volume=float(a.volume[i]),
-                )
-                for i in range(len(a))
-            ]
-            return Ohlcv(
-                exchange=info.exchange, symbol=info.symbol, timeframe=info.timeframe, bars=bars, truncated=truncated
-            )
+            return await asyncio.to_thread(_ohlcv, runtime, symbol, timeframe, exchange, start, end, limit)
 
         return await tool_call("get_ohlcv", ctx, args, run)
 
     @server.tool(annotations=READ_ONLY)
     async def get_ticker(
-        ctx: Context[Any, Any, Any], symbol: Annotated[str, Field(description="unified symbol, e.g. BTC/USD")]
+        ctx: Context[Any, Any, Any], symbol: SymbolArg, timeframe: TimeframeArg = None, exchange: ExchangeArg = None
     ) -> TickerOut:
-        """The last known price of a symbol (latest stored bar close) and when it was observed."""
+        """The last known price of a market: the close of the most recently observed stored bar, when it was
+        observed, how old it is, and whether it is replayed history (tell the user when `note` is set)."""
+        args = {"symbol": symbol, "timeframe": timeframe, "exchange": exchange}
 
         async def run(runtime: Runtime, _: object) -> TickerOut:
-            prices = await asyncio.to_thread(last_prices, BarStore(runtime.db), [symbol])
-            if symbol not in prices:
-                resolve_series(runtime, symbol, None, None)  # raises with what is available
-            p = prices[symbol]
-            return TickerOut(symbol=symbol, last=float(p.price), as_of=p.ts, source=p.source)
+            return await asyncio.to_thread(_ticker, runtime, symbol, timeframe, exchange)
 
-        return await tool_call("get_ticker", ctx, {"symbol": symbol}, run)
+        return await tool_call("get_ticker", ctx, args, run)
 
     @server.tool(annotations=READ_ONLY)
     async def data_coverage(
         ctx: Context[Any, Any, Any],
-        symbol: Annotated[str | None, Field(description="only this symbol")] = None,
+        symbol: Annotated[str | None, Field(description="only this market (BTC, BTC/USD, ...)")] = None,
     ) -> CoverageList:
         """Coverage and quality of stored series: date range, rows, gaps, duplicates, bad rows, spikes."""
 
         async def run(runtime: Runtime, _: object) -> CoverageList:
-            def work() -> CoverageList:
-                store = BarStore(runtime.db)
-                out = []
-                for s in store.series():
-                    if symbol is not None and s.symbol != symbol:
-                        continue
-                    report = check_bars(
-                        store.read_bars(make_key(s.exchange, s.symbol, s.timeframe)),
-                        exchange=s.exchange,
-                        symbol=s.symbol,
-                        timeframe=s.timeframe,
-                    )
-                    out.append(
-                        Coverage(
-                            exchange=s.exchange,
-                            symbol=s.symbol,
-                            timeframe=s.timeframe,
-                            rows=s.rows,
-                            first=s.first,
-                            last=s.last,
-                            ok=report.ok,
-                            problems=report.problems(),
-                        )
-                    )
-                if symbol is not None and not out:
-                    resolve_series(runtime, symbol, None, None)
-                return CoverageList(series=out)
-
-            return await asyncio.to_thread(work)
+            return await asyncio.to_thread(_coverage, runtime, symbol)
 
         return await tool_call("data_coverage", ctx, {"symbol": symbol}, run)

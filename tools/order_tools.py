@@ -54,8 +54,9 @@ class PositionOut(BaseModel):
     symbol: str
     quantity: Decimal
     avg_cost: Decimal
-    last_price: Decimal
-    unrealised_pnl: Decimal
+    last_price: Decimal | None = Field(description="null when no price is known (see unvalued_reason)")
+    unrealised_pnl: Decimal | None
+    unvalued_reason: str | None = None
 
 
 class AccountOut(BaseModel):
@@ -69,6 +70,7 @@ class AccountOut(BaseModel):
     fees: Decimal
     daily_pnl: Decimal
     drawdown: Decimal
+    unvalued: dict[str, str] = Field(default_factory=dict, description="what could not be valued, and why")
 
 
 class PortfolioOut(BaseModel):
@@ -117,6 +119,8 @@ def _approval_out(request: ApprovalRequest, runtime: Runtime) -> ApprovalOut:
     allowed = verdict.get("allowed") if verdict else None
     failed = [r.get("reason") for r in verdict.get("results", []) if not r.get("passed")] if verdict else []
     summary = None if not verdict else ("all risk rules pass" if allowed else "; ".join(str(f) for f in failed))
+    if summary is not None and verdict.get("notes"):  # e.g. the price is a replayed sample price: say so
+        summary += "".join(f"; note: {n}" for n in verdict["notes"])
     notes = {
         "pending": "Waiting for a human approver in the inbox. Nothing has been executed.",
         "approved": "Approved by a human; the execution worker submits it after a second risk check.",
@@ -171,6 +175,7 @@ def register(server: FastMCP[Any]) -> None:
                                 avg_cost=p.avg_cost,
                                 last_price=p.last_price,
                                 unrealised_pnl=p.unrealised_pnl,
+                                unvalued_reason=p.unvalued_reason,
                             )
                             for p in a.positions.values()
                             if p.quantity != 0
@@ -180,6 +185,7 @@ def register(server: FastMCP[Any]) -> None:
                         fees=a.fees,
                         daily_pnl=a.daily_pnl,
                         drawdown=a.drawdown,
+                        unvalued=a.unvalued,
                     )
                     for a in snapshot.accounts.values()
                 ],

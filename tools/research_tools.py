@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, ValidationError
 from approvals.users import Role, User
 from engine.backtest.config import BacktestConfig
 from engine.backtest.metrics import Metrics
+from engine.data.timeparse import UtcDateTime, datetime_to_ms
 from engine.errors import ValidationFailedError
 from engine.research.guards import OverfittingReport
 from engine.runtime import Runtime
@@ -200,11 +201,8 @@ class IndicatorsOut(BaseModel):
 
 
 def _ms(moment: datetime | None) -> int | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+    """Epoch ms of a parsed time argument (naive means UTC, as everywhere: ``engine.data.timeparse``)."""
+    return None if moment is None else datetime_to_ms(moment)
 
 
 def _from_ms(ms: int) -> datetime:
@@ -340,11 +338,13 @@ def _study_spec(
 
 # -- tools --------------------------------------------------------------------------------------------------------
 
-SymbolArg = Annotated[str, Field(description="unified symbol of a stored series, e.g. BTC/USD")]
-TimeframeArg = Annotated[str | None, Field(description="e.g. 1h or 1d; default: the finest stored")]
+SymbolArg = Annotated[str, Field(description="a stored market as people write it: BTC/USD, btc-usd, BTC, bitcoin")]
+TimeframeArg = Annotated[
+    str | None, Field(description="1m 5m 15m 1h 4h 1d 1w or words (hourly, daily); default: the finest stored")
+]
 ExchangeArg = Annotated[str | None, Field(description="default: the stored series of the symbol")]
-StartArg = Annotated[datetime | None, Field(description="first bar, inclusive, ISO 8601 UTC")]
-EndArg = Annotated[datetime | None, Field(description="end, exclusive, ISO 8601 UTC")]
+StartArg = Annotated[UtcDateTime | None, Field(description="first bar, inclusive; ISO 8601 (no offset = UTC) or epoch")]
+EndArg = Annotated[UtcDateTime | None, Field(description="end, exclusive; ISO 8601 (no offset = UTC) or epoch")]
 FeeArg = Annotated[float | None, Field(ge=0, lt=0.1, description="fee per fill, fraction (default 0.001)")]
 SlippageArg = Annotated[float | None, Field(ge=0, lt=0.1, description="adverse move per fill (default 0)")]
 FillArg = Annotated[Literal["next_open", "close"] | None, Field(description="default next_open")]

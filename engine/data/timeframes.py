@@ -7,6 +7,7 @@ weekly buckets open on Monday 00:00 UTC, as on Binance and in ccxt (the epoch it
 
 from __future__ import annotations
 
+import re
 from typing import Final, Literal, get_args
 
 import numpy as np
@@ -99,3 +100,48 @@ def rollup_factor(source: str, target: str) -> int:
     if dst < src or dst % src != 0:
         raise ValidationFailedError(f"cannot roll {source} bars up to {target}: {target} is not a multiple of {source}")
     return dst // src
+
+
+_TIMEFRAME_WORDS: Final[dict[str, str]] = {
+    "minutely": "1m", "minute": "1m", "min": "1m",
+    "hourly": "1h", "hour": "1h", "hr": "1h",
+    "4-hourly": "4h", "4hourly": "4h",
+    "daily": "1d", "day": "1d", "d": "1d",
+    "weekly": "1w", "week": "1w", "wk": "1w", "w": "1w",
+}  # fmt: skip
+_TIMEFRAME_UNIT_MS: Final[dict[str, int]] = {
+    "m": MINUTE_MS, "min": MINUTE_MS, "mins": MINUTE_MS, "minute": MINUTE_MS, "minutes": MINUTE_MS,
+    "h": HOUR_MS, "hr": HOUR_MS, "hrs": HOUR_MS, "hour": HOUR_MS, "hours": HOUR_MS,
+    "d": DAY_MS, "day": DAY_MS, "days": DAY_MS,
+    "w": WEEK_MS, "wk": WEEK_MS, "week": WEEK_MS, "weeks": WEEK_MS,
+}  # fmt: skip
+_TIMEFRAME_TEXT: Final = re.compile(r"^(?P<n>\d+)?\s*-?\s*(?P<unit>[a-z]+)$")
+_UNIT_FIRST: Final = re.compile(r"^(?P<unit>[mhdw])(?P<n>\d+)$")  # MetaTrader style: H1, M15, D1
+
+
+def parse_timeframe(text: str, *, field: str = "timeframe") -> Timeframe:
+    """A supported timeframe from what people write: ``1h``, ``1H``, ``60m``, ``1 hour``, ``hourly``, ``H1``,
+    ``daily``, ``1D``, ``day``, ``24h``, ``weekly``, ``7d`` ...; ValidationFailedError naming the field and the
+    supported values otherwise. ``1M`` (ccxt's month) is refused rather than read as a minute."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValidationFailedError(f"{field}: expected a timeframe, one of {_supported()}")
+    raw = " ".join(text.strip().split())
+    if raw in TIMEFRAMES:
+        return raw  # type: ignore[return-value]
+    if re.fullmatch(r"\d*\s*M", raw):
+        raise ValidationFailedError(
+            f"{field}: {text!r} means months in ccxt, which IQTS does not store; supported: {_supported()}"
+        )
+    lowered = raw.lower()
+    if lowered in _TIMEFRAME_WORDS:
+        return _TIMEFRAME_WORDS[lowered]  # type: ignore[return-value]
+    ms: int | None = None
+    match = _TIMEFRAME_TEXT.match(lowered) or _UNIT_FIRST.match(lowered)
+    if match is not None and match["unit"] in _TIMEFRAME_UNIT_MS:
+        ms = int(match["n"] or 1) * _TIMEFRAME_UNIT_MS[match["unit"]]
+    if ms is None or ms not in _MS_TO_TIMEFRAME:
+        raise ValidationFailedError(
+            f"{field}: unsupported timeframe {text!r}; supported: {_supported()} "
+            "(words like 'hourly', '1 hour', '60m', 'daily' or 'weekly' work too)"
+        )
+    return _MS_TO_TIMEFRAME[ms]  # type: ignore[return-value]

@@ -17,6 +17,7 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from engine.data.quote import Quote
 from engine.errors import ValidationFailedError
 from engine.settings import TradingMode
 
@@ -254,6 +255,11 @@ class Fill(BaseModel):
     fee_currency: str = Field(min_length=1)
     ts: datetime
     liquidity: Liquidity
+    quote: Quote | None = Field(
+        default=None,
+        description="the market price a simulated fill was made against (series, age, replayed); None for a "
+        "venue's own fills",
+    )
 
     @field_validator("ts")
     @classmethod

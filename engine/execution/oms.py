@@ -503,8 +503,8 @@ class OrderManager:
             key = fill.fill_id or f"{current.client_order_id}:{index}"
             inserted = conn.execute(
                 "INSERT INTO fills (order_id, fill_key, account, strategy, symbol, side, quantity, price, fee, "
-                "fee_currency, liquidity, ts) SELECT %s, %s, account, strategy, symbol, side, %s, %s, %s, %s, %s, %s "
-                "FROM orders WHERE id = %s ON CONFLICT (order_id, fill_key) DO NOTHING RETURNING id",
+                "fee_currency, liquidity, ts, quote) SELECT %s, %s, account, strategy, symbol, side, %s, %s, %s, %s, "
+                "%s, %s, %s::jsonb FROM orders WHERE id = %s ON CONFLICT (order_id, fill_key) DO NOTHING RETURNING id",
                 (
                     current.id,
                     key,
@@ -514,17 +514,26 @@ class OrderManager:
                     fill.fee_currency,
                     fill.liquidity.value,
                     fill.ts,
+                    None if fill.quote is None else fill.quote.model_dump_json(),
                     current.id,
                 ),
             ).fetchone()
             if inserted is not None:
-                audit(
-                    conn,
-                    WORKER_ACTOR,
-                    "order.fill",
-                    f"order:{current.id}",
-                    {"quantity": fill.quantity, "price": fill.price, "fee": fill.fee, "fill_key": key},
-                )
+                payload: dict[str, object] = {
+                    "quantity": fill.quantity,
+                    "price": fill.price,
+                    "fee": fill.fee,
+                    "fill_key": key,
+                }
+                if fill.quote is not None:
+                    payload["quote"] = {
+                        "series": fill.quote.series,
+                        "ts": fill.quote.ts,
+                        "age_seconds": fill.quote.age_seconds,
+                        "replayed": fill.quote.replayed,
+                        "note": fill.quote.note,
+                    }
+                audit(conn, WORKER_ACTOR, "order.fill", f"order:{current.id}", payload)
         if current.status.is_terminal:
             if venue.status is not current.status:
                 log.warning(

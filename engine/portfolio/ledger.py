@@ -268,8 +268,10 @@ class Ledger:
 
         Marking also advances the account's marks: the first snapshot of a UTC day sets that day's start equity,
         and the peak equity rises to any new high (deposits and withdrawals shift both, so they are not PnL).
-        Raises ValidationFailedError when a held symbol has no price or a currency has no conversion rate
-        (``fx_rates`` takes explicit ones such as ``{"USD/USDT": Decimal(1)}``).
+        Never raises for missing prices: a held symbol without a price, or a currency without a conversion rate
+        (``fx_rates`` takes explicit ones such as ``{"USD/USDT": Decimal(1)}``), is listed in the account's
+        ``unvalued`` with the reason, the position is reported without a market value, the totals cover what
+        could be valued, and the marks do not move (a partial equity is not a loss or a new peak).
         """
         _require_aware(now, "snapshot time")
         accounts = {name: self._mark(name, state, prices, fx_rates, now) for name, state in self._accounts.items()}
@@ -375,28 +377,48 @@ class Ledger:
         now: datetime,
     ) -> AccountSnapshot:
         valuation = state.valuation_currency
+        unvalued: dict[str, str] = {}
 
-        def rate(currency: str, what: str) -> Decimal:
+        def rate(currency: str, what: str, key: str) -> Decimal | None:
             found = conversion_rate(currency, valuation, prices, fx_rates)
             if found is None:
-                raise ValidationFailedError(
+                unvalued.setdefault(
+                    key,
                     f"no rate from {currency} to {valuation} to value {what} of account {name}: pass a price of "
-                    f"{currency}/{valuation} or an fx rate"
+                    f"{currency}/{valuation} or an fx rate",
                 )
             return found
 
         def total(amounts: Iterable[tuple[str, Decimal]], what: str) -> Decimal:
-            return sum((amount * rate(ccy, what) for ccy, amount in amounts if amount != 0), ZERO)
+            summed = ZERO
+            for ccy, amount in amounts:
+                if amount != 0:
+                    fx = rate(ccy, what, f"{what} in {ccy}")
+                    summed += ZERO if fx is None else amount * fx
+            return summed
 
         positions: dict[str, PositionSnapshot] = {}
         gross = net = unrealised_total = ZERO
         for symbol, lot in state.book.positions.items():
-            last = prices.get(symbol)
-            if last is None:
-                raise ValidationFailedError(f"no price for {symbol}, held by account {name}: cannot value it")
             quote = quote_currency(symbol)
+            last = prices.get(symbol)
+            fx = rate(quote, f"the {symbol} position", symbol) if last is not None else None
+            if last is None:
+                unvalued[symbol] = f"no price for {symbol}, held by account {name}: cannot value it"
+            if last is None or fx is None:
+                positions[symbol] = PositionSnapshot(
+                    symbol=symbol,
+                    quote_currency=quote,
+                    quantity=lot.quantity,
+                    avg_cost=lot.avg_cost,
+                    cost_basis=lot.cost_basis,
+                    last_price=last,
+                    notional=None if last is None else abs(lot.quantity * last),
+                    unrealised_pnl=None if last is None else lot.quantity * last - lot.cost_basis,
+                    unvalued_reason=unvalued[symbol],
+                )
+                continue
             value = lot.quantity * last
-            fx = rate(quote, f"the {symbol} position")
             unrealised = value - lot.cost_basis
             positions[symbol] = PositionSnapshot(
                 symbol=symbol,
@@ -416,14 +438,19 @@ class Ledger:
         flows = total(state.unmarked_flows.items(), "the deposits")
         realised = total(((quote_currency(s), v) for s, v in state.book.realised.items()), "the realised PnL")
         fees = total(((quote_currency(s), v) for s, v in state.book.fees.items()), "the fees")
-        # everything is valued: only now advance the marks
-        today = now.astimezone(UTC).date()
-        if state.day is None or state.day_start_equity is None or today > state.day:
-            state.day, state.day_start_equity = today, equity
+        if unvalued:
+            # a partial valuation must not move the marks: report them as they stand (or this equity, unstored)
+            day_start = equity if state.day_start_equity is None else state.day_start_equity + flows
+            peak = equity if state.peak_equity is None else state.peak_equity + flows
         else:
-            state.day_start_equity += flows
-        state.peak_equity = equity if state.peak_equity is None else max(state.peak_equity + flows, equity)
-        state.unmarked_flows.clear()
+            today = now.astimezone(UTC).date()
+            if state.day is None or state.day_start_equity is None or today > state.day:
+                state.day, state.day_start_equity = today, equity
+            else:
+                state.day_start_equity += flows
+            state.peak_equity = equity if state.peak_equity is None else max(state.peak_equity + flows, equity)
+            state.unmarked_flows.clear()
+            day_start, peak = state.day_start_equity, state.peak_equity
         cutoff = now - ORDER_RATE_WINDOW
         while state.recent_orders and state.recent_orders[0].ts <= cutoff:
             state.recent_orders.popleft()
@@ -433,12 +460,13 @@ class Ledger:
             cash=dict(state.cash),
             positions=positions,
             equity=equity,
-            day_start_equity=state.day_start_equity,
-            peak_equity=state.peak_equity,
+            day_start_equity=day_start,
+            peak_equity=peak,
             realised_pnl=realised,
             unrealised_pnl=unrealised_total,
             fees=fees,
             gross_exposure=gross,
             net_exposure=net,
             recent_orders=tuple(o for o in state.recent_orders if o.ts > cutoff),
+            unvalued=unvalued,
         )

@@ -25,7 +25,7 @@ class RecentOrder(BaseModel):
 
 
 class PositionSnapshot(BaseModel):
-    """One open position of an account, marked at the last price."""
+    """One open position of an account, marked at the last price (unvalued, with the reason, without one)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -34,10 +34,13 @@ class PositionSnapshot(BaseModel):
     quantity: Decimal = Field(description="signed: positive long, negative short (base units)")
     avg_cost: Decimal = Field(description="average entry price of the open quantity (quote currency)")
     cost_basis: Decimal = Field(description="signed quantity x entry price of the open quantity (quote)")
-    last_price: Decimal
-    notional: Decimal = Field(description="|quantity| x last price (quote currency)")
-    market_value: Decimal = Field(description="quantity x last price, in the account's valuation currency")
-    unrealised_pnl: Decimal = Field(description="quantity x last price - cost basis (quote currency)")
+    last_price: Decimal | None = Field(description="None when no price is known (see unvalued_reason)")
+    notional: Decimal | None = Field(description="|quantity| x last price (quote currency)")
+    market_value: Decimal | None = Field(
+        default=None, description="quantity x last price, in the account's valuation currency; None if unvalued"
+    )
+    unrealised_pnl: Decimal | None = Field(description="quantity x last price - cost basis (quote currency)")
+    unvalued_reason: str | None = Field(default=None, description="why the position has no market value")
 
 
 class AccountSnapshot(BaseModel):
@@ -58,6 +61,16 @@ class AccountSnapshot(BaseModel):
     gross_exposure: Decimal = Field(description="sum of |market value| over positions (valuation)")
     net_exposure: Decimal = Field(description="sum of market value over positions (valuation)")
     recent_orders: tuple[RecentOrder, ...] = ()
+    unvalued: dict[str, str] = Field(
+        default_factory=dict,
+        description="what could not be valued (a held symbol, or cash/PnL in a currency) -> why; when not empty the "
+        "totals cover only the rest and the day-start and peak marks did not move",
+    )
+
+    @property
+    def valued(self) -> bool:
+        """Whether every position and amount of the account could be valued."""
+        return not self.unvalued
 
     @property
     def daily_pnl(self) -> Decimal:

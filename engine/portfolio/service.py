@@ -14,8 +14,7 @@ from typing import Any
 from psycopg import Connection
 from psycopg.rows import TupleRow
 
-from engine.data.market import last_prices
-from engine.data.store import BarStore
+from engine.data.provider import MarketData
 from engine.execution.models import Fill, Liquidity, OrderSide
 from engine.portfolio.ledger import Ledger
 from engine.portfolio.models import PortfolioSnapshot
@@ -91,20 +90,31 @@ def load_ledger(db: Database, settings: Settings) -> Ledger:
 
 
 def market_snapshot(db: Database, settings: Settings, symbols: list[str] | None = None) -> MarketSnapshot:
-    prices = last_prices(BarStore(db), symbols)
-    return MarketSnapshot(
-        last_prices={s: p.price for s, p in prices.items()},
-        price_times={s: p.ts for s, p in prices.items()},
-        fx_rates=dict(settings.fx_rates),
-    )
+    """Quotes of ``symbols`` (every quotable symbol by default: ``MarketData.quotable``) by the provider's quote
+    rule, with the fx rates."""
+    return MarketSnapshot.from_quotes(MarketData(db).quotes(symbols), settings.fx_rates)
+
+
+def _held(ledger: Ledger) -> set[str]:
+    state = ledger.to_state()
+    return {symbol for account in state.accounts.values() for symbol in account.book.positions}
 
 
 def portfolio_snapshot(
     db: Database, settings: Settings, market: MarketSnapshot | None = None, *, now: datetime | None = None
 ) -> tuple[PortfolioSnapshot, MarketSnapshot]:
-    """Mark the ledger to market, checkpoint it (marks advance), and return both snapshots."""
+    """Mark the ledger to market, checkpoint it (marks advance), and return both snapshots.
+
+    The market holds a quote of every quotable symbol (the stored ones and their dollar equivalents) and of every
+    held one (a held or ordered BTC/USDT is valued by the stored BTC/USD when only that is stored, and the quote
+    says so). A held symbol with no price at all is
+    reported unvalued, with the reason, in its account; nothing raises for it.
+    """
     now = now or datetime.now(UTC)
-    market = market or market_snapshot(db, settings)
+    if market is None:  # read before the ledger lock: quotes need connections of their own
+        provider = MarketData(db)
+        wanted = set(provider.quotable()) | _held(load_ledger(db, settings))
+        market = MarketSnapshot.from_quotes(provider.quotes(sorted(wanted)), settings.fx_rates)
     with db.connection() as conn:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (0x1A75_00B0,))
         ledger, last = _load_checkpoint(conn, settings)

@@ -1,7 +1,7 @@
 """The bars a research run reads: which stored series, which time range, loaded as :class:`Bars`.
 
-A run names a symbol and optionally a timeframe, an exchange and a ``[start, end)`` range in ms. Unless told,
-the finest stored timeframe is used (then the freshest series, then the largest); an empty range is a clear
+A run names a symbol and optionally a timeframe, an exchange and a ``[start, end)`` range in ms. Which series is
+the market-data provider's decision (``engine.data.provider``, purpose "history"); an empty range is a clear
 error naming the range and what is stored.
 """
 
@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, ConfigDict
 
 from engine.backtest.bars import Bars
+from engine.data.provider import MarketData
 from engine.data.store import BarStore, SeriesInfo, make_key
-from engine.data.timeframes import timeframe_ms, validate_timeframe
-from engine.errors import NotFoundError, ValidationFailedError
+from engine.errors import ValidationFailedError
 from engine.store.database import Database
 
 
@@ -39,24 +39,14 @@ def _describe_ms(ms: int | None) -> str:
 
 
 def select_series(db: Database, symbol: str, timeframe: str | None = None, exchange: str | None = None) -> SeriesInfo:
-    """The stored series of ``symbol``: the finest timeframe, then the freshest, then the largest (unless
-    ``timeframe`` or ``exchange`` narrow the choice)."""
-    if timeframe is not None:
-        validate_timeframe(timeframe)
-    stored = BarStore(db).series()
-    candidates = [
-        s
-        for s in stored
-        if s.symbol == symbol
-        and (timeframe is None or s.timeframe == timeframe)
-        and (exchange is None or s.exchange == exchange.strip().lower())
-        and s.rows > 0
-    ]
-    if not candidates:
-        available = sorted({f"{s.symbol} {s.timeframe} ({s.exchange})" for s in stored if s.rows > 0})
-        wanted = " ".join(part for part in (symbol, timeframe, f"on {exchange}" if exchange else None) if part)
-        raise NotFoundError(f"no stored data for {wanted}; available: {', '.join(available) or 'none'}")
-    return min(candidates, key=lambda s: (timeframe_ms(s.timeframe), -(s.last_ts or 0), -s.rows))
+    """The stored series a run reads: the market-data provider's choice for history (``engine.data.provider``:
+    the finest timeframe with enough bars, then the freshest, then the largest, unless ``timeframe`` or
+    ``exchange`` narrow it). ``symbol`` and ``timeframe`` may be written as people do ("BTC", "hourly").
+
+    Returns a :class:`~engine.data.provider.SeriesChoice` (a ``SeriesInfo`` with ``series``, ``resolved_from``,
+    ``rule`` and ``alternatives``); errors name the field and list what is stored.
+    """
+    return MarketData(db).choose(symbol, timeframe=timeframe, exchange=exchange, purpose="history")
 
 
 def load_bars(db: Database, selection: DataSelection) -> Bars:

@@ -27,7 +27,9 @@ def check(
     ``controls`` (kill switch, tripped circuit breakers) is required so that no caller can forget it: an engaged
     kill switch fails every order, a tripped breaker every order that does not reduce a position. Every rule is
     evaluated, so the verdict lists every reason at once. Missing data (no last price, no conversion rate, no
-    portfolio for the account) fails the rules that need it. ``now`` must be timezone-aware.
+    portfolio for the account, a held position without a price) fails the rules that need it. The verdict's
+    ``notes`` say what the approver should know beyond the rules: a replayed or stale quote (with its series and
+    age), a symbol served by an equivalent one, positions that could not be valued. ``now`` must be timezone-aware.
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValidationFailedError("risk check time must be timezone-aware (UTC)")
@@ -39,9 +41,15 @@ def check(
     fx = None
     if account is not None:
         fx = conversion_rate(order.quote, account.valuation_currency, market.last_prices, market.fx_rates)
-    ctx = order_context(order, account, controls, now, last, market.price_times.get(symbol), fx)
+    quote = market.quotes.get(symbol)
+    ctx = order_context(order, account, controls, now, last, market.price_times.get(symbol), fx, quote)
     results: list[RuleResult] = [rule(ctx) for rule in compiled.rules]
     allowed = all(result.passed for result in results)
+    notes: tuple[str, ...] = ()
+    if quote is not None and (quote.note or quote.resolved_from):
+        notes = tuple(f"{symbol}: {text}" for text in (quote.note, quote.resolved_from) if text)
+    if account is not None and account.unvalued:
+        notes += tuple(f"account {order.account}: {reason}" for reason in account.unvalued.values())
     return Verdict.trusted(
         allowed=allowed,
         policy_version=compiled.policy_version,
@@ -49,4 +57,5 @@ def check(
         symbol=symbol,
         checked_at=now,
         results=tuple(results),
+        notes=notes,
     )

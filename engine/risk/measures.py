@@ -91,7 +91,8 @@ def exposure(market_values: Iterable[Decimal]) -> Exposure:
 
 
 def account_exposure(account: AccountSnapshot) -> Exposure:
-    return exposure(p.market_value for p in account.positions.values())
+    """Exposure of the positions that could be valued (see ``AccountSnapshot.unvalued`` for the rest)."""
+    return exposure(p.market_value for p in account.positions.values() if p.market_value is not None)
 
 
 def daily_pnl(equity_curve: Sequence[tuple[datetime, Decimal]], now: datetime) -> Decimal:

@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, field_v
 from pydantic_core import CoreSchema, core_schema
 from typing_extensions import TypedDict
 
+from engine.data.quote import Quote
+
 BreakerName = Literal["max_daily_loss", "max_drawdown", "max_var"]
 LimitValue = Decimal | int | float | bool | str | tuple[str, ...]
 
@@ -26,7 +28,11 @@ class Scope(StrEnum):
 
 
 class MarketSnapshot(BaseModel):
-    """What the market looks like to a check: last prices (and their times) by ccxt symbol, and fx rates."""
+    """What the market looks like to a check: last prices (and their times) by ccxt symbol, and fx rates.
+
+    ``quotes`` holds the full :class:`~engine.data.quote.Quote` behind each price when it came from the
+    market-data provider (series, age, replayed): build it with :meth:`from_quotes`.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -37,6 +43,17 @@ class MarketSnapshot(BaseModel):
     fx_rates: dict[str, Decimal] = Field(
         default_factory=dict, description='explicit conversion rates by pair, e.g. {"USD/USDT": 1}'
     )
+    quotes: dict[str, Quote] = Field(default_factory=dict, description="where each last price came from")
+
+    @classmethod
+    def from_quotes(cls, quotes: dict[str, Quote], fx_rates: dict[str, Decimal] | None = None) -> MarketSnapshot:
+        """Prices, their times and their quotes, keyed by the symbol each was asked for."""
+        return cls(
+            last_prices={s: q.price for s, q in quotes.items()},
+            price_times={s: q.ts for s, q in quotes.items()},
+            fx_rates=dict(fx_rates or {}),
+            quotes=dict(quotes),
+        )
 
     @field_validator("last_prices", "fx_rates")
     @classmethod
@@ -125,6 +142,9 @@ class Verdict(BaseModel):
     symbol: str
     checked_at: datetime
     results: tuple[RuleResult, ...]
+    notes: tuple[str, ...] = Field(
+        default=(), description="what the approver should know beyond the rules (e.g. a replayed price)"
+    )
 
     @classmethod
     def trusted(
@@ -136,6 +156,7 @@ class Verdict(BaseModel):
         symbol: str,
         checked_at: datetime,
         results: tuple[RuleResult, ...],
+        notes: tuple[str, ...] = (),
     ) -> Verdict:
         """Build a verdict from values the check made itself, without re-validating them.
 
@@ -153,6 +174,7 @@ class Verdict(BaseModel):
                 "symbol": symbol,
                 "checked_at": checked_at,
                 "results": results,
+                "notes": notes,
             },
         )
         object.__setattr__(verdict, "__pydantic_fields_set__", set(_VERDICT_FIELDS))
@@ -169,11 +191,12 @@ class Verdict(BaseModel):
         return tuple(r.rule for r in self.results if not r.passed)
 
     def summary(self) -> str:
-        """One line: 'allowed (20 rules passed, policy 3)' or the reasons of every failed rule."""
+        """One line: 'allowed (20 rules passed, policy 3)' or the reasons of every failed rule, then the notes."""
+        noted = "".join(f"; note: {note}" for note in self.notes)
         if self.allowed:
-            return f"allowed ({len(self.results)} rules passed, policy {self.policy_version})"
+            return f"allowed ({len(self.results)} rules passed, policy {self.policy_version}){noted}"
         reasons = "; ".join(r.reason for r in self.results if not r.passed)
-        return f"rejected by policy {self.policy_version}: {reasons}"
+        return f"rejected by policy {self.policy_version}: {reasons}{noted}"
 
 
 _VERDICT_FIELDS: Final = frozenset(Verdict.model_fields)

@@ -20,7 +20,7 @@ from typing import Final
 
 from psycopg import Connection
 from psycopg.rows import TupleRow
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from engine.audit.log import append as audit
 from engine.errors import NotFoundError, ValidationFailedError
@@ -140,7 +140,8 @@ class RiskMonitor:
         if self._equity_history is not None:
             return self._equity_history()
         for name, account in snapshot.accounts.items():
-            self._samples.setdefault(name, deque(maxlen=self._history_limit)).append(account.equity)
+            if account.valued:  # a partial equity is not a sample of the account's returns
+                self._samples.setdefault(name, deque(maxlen=self._history_limit)).append(account.equity)
         return self._samples
 
     def run_once(self, now: datetime | None = None) -> list[BreakerTrip]:
@@ -152,6 +153,11 @@ class RiskMonitor:
         metrics.observe_portfolio(snapshot)
         evaluated: dict[str, tuple[BreakerTrip, ...]] = {}
         for name, account in snapshot.accounts.items():
+            if not account.valued:
+                # equity without some positions would trip (or reset) breakers on a loss that is not there;
+                # the breakers already tripped stay, and the pre-trade rules that need the value fail meanwhile
+                log.warning("risk.monitor_account_unvalued", account=name, unvalued=account.unvalued)
+                continue
             report = evaluate_account_breakers(
                 account, policy.breaker_limits(name), now, _returns(history.get(name, ()))
             )
@@ -251,6 +257,9 @@ class AccountRisk(BaseModel):
     returns_observed: int
     limits: BreakerLimits
     breakers: tuple[BreakerTrip, ...]
+    unvalued: dict[str, str] = Field(
+        default_factory=dict, description="what could not be valued -> why (the totals cover only the rest)"
+    )
 
 
 class RiskStatus(BaseModel):
@@ -297,6 +306,7 @@ def account_risk(
         returns_observed=len(returns),
         limits=limits,
         breakers=tuple(t for t in trips if t.account in (account.account, None)),
+        unvalued=dict(account.unvalued),
     )
 
 

@@ -5,6 +5,7 @@ version: 3                       # int or str; every verdict records it
 defaults:                        # apply to every account and symbol unless overridden
   max_order_notional: 10000
   allowed_order_types: [market, limit]
+  max_quote_age_seconds: {sandbox: 300, live: 120}   # per mode; a plain number limits every mode
 accounts:
   main:
     max_order_notional: 50000    # account scope beats defaults
@@ -27,7 +28,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import yaml
 from pydantic import (
@@ -163,6 +164,11 @@ class TradingWindow(BaseModel):
         return minute < self.end_minute and (weekday - 1) % len(WEEKDAYS) in self.days
 
 
+PositiveSeconds = Annotated[float, Field(gt=0)]
+QuoteAgeLimit = PositiveSeconds | dict[TradingMode, PositiveSeconds]
+"""``max_quote_age_seconds``: a number (every mode) or a mapping from trading mode to seconds."""
+
+
 class SymbolLimits(BaseModel):
     """Limits that may be set at every scope (symbol, account, default). Unset means not checked."""
 
@@ -173,7 +179,11 @@ class SymbolLimits(BaseModel):
     trading_windows: tuple[TradingWindow, ...] | None = Field(
         default=None, description="UTC windows an order may be placed in; an empty list allows none"
     )
-    max_quote_age_seconds: float | None = Field(default=None, gt=0)
+    max_quote_age_seconds: QuoteAgeLimit | None = Field(
+        default=None,
+        description="seconds a last price may be old: one number for every mode, or per mode "
+        "({sandbox: 300, live: 120}: modes not named are not limited, and say the quote's age)",
+    )
     price_collar_pct: Decimal | None = Field(default=None, gt=0, description="limit price within N% of last")
     max_order_qty: Decimal | None = Field(default=None, gt=0)
     min_order_notional: Decimal | None = Field(default=None, ge=0)

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, get_args
 
+from engine.data.quote import Quote, describe_age
 from engine.execution.models import OrderIntent, OrderSide, OrderType, base_currency, quote_currency
 from engine.portfolio.models import AccountSnapshot
 from engine.risk.models import RuleResult, Scope, TradingControls
@@ -48,6 +49,8 @@ class OrderContext:
     """UTC."""
     last: Decimal | None
     last_time: datetime | None
+    quote: Quote | None
+    """Where the last price came from (series, age, replayed), when the market snapshot knows."""
     value_price: Decimal | None
     """The price the order is valued at (largest of last, limit and stop price), None if none is known."""
     notional: Decimal | None
@@ -101,6 +104,14 @@ def _where(scope: Scope, account: str, symbol: str) -> str:
 def _no_account(b: Binding) -> RuleResult:
     reason = f"no portfolio snapshot for account {b.account}: cannot check {b.name}"
     return RuleResult(b.name, False, reason, b.limit, None, b.scope)
+
+
+def _unvalued_reason(account: AccountSnapshot, rule: str, where: str) -> str:
+    """'' when the account is fully valued, else why ``rule`` cannot be checked."""
+    if not account.unvalued:
+        return ""
+    what = "; ".join(account.unvalued.values())
+    return f"account {account.account} cannot be fully valued ({what}): cannot check {rule} {where}"
 
 
 def _no_price(b: Binding) -> RuleResult:
@@ -219,22 +230,47 @@ def _trading_windows(b: Binding) -> Evaluate:
     return rule
 
 
+def _quote_note(ctx: OrderContext) -> str:
+    quote = ctx.quote
+    return f" ({quote.note})" if quote is not None and quote.note else ""
+
+
 def _max_quote_age(b: Binding) -> Evaluate:
-    limit: float = b.limit
-    scope, symbol = b.scope, b.symbol
-    tail = f"max_quote_age_seconds {limit:g} {b.where}"
-    passed = f"last price of {symbol} is within {tail}"
-    no_time = RuleResult(
-        b.name, False, f"no time-stamped last price for {symbol}: cannot check {tail}", limit, None, scope
-    )
+    """A number limits every mode; a mapping (``{sandbox: 300, live: 120}``) only the modes it names, and an
+    order in another mode passes with the quote's age and any replay note in its reason."""
+    raw: float | dict[str, float] = b.limit
+    scope, symbol, where = b.scope, b.symbol, b.where
+    per_mode = raw if isinstance(raw, dict) else dict.fromkeys(get_args(TradingMode), raw)
+    if isinstance(raw, dict):
+        shown = ", ".join(f"{mode} {limit:g}" for mode, limit in raw.items()) or "no mode"
+        tails = {mode: f"max_quote_age_seconds {limit:g} for {mode} orders {where}" for mode, limit in raw.items()}
+    else:
+        shown = f"{raw:g}"
+        tails = {mode: f"max_quote_age_seconds {raw:g} {where}" for mode in per_mode}
+    passed = {mode: f"last price of {symbol} is within {tail}" for mode, tail in tails.items()}
+    no_time = {
+        mode: RuleResult(
+            b.name, False, f"no time-stamped last price for {symbol}: cannot check {tail}", per_mode[mode], None, scope
+        )
+        for mode, tail in tails.items()
+    }
+    unlimited = f"quote age is not limited for %s orders (max_quote_age_seconds: {shown} {where})"
 
     def rule(ctx: OrderContext) -> RuleResult:
+        mode = ctx.order.mode
+        limit = per_mode.get(mode)
         if ctx.last is None or ctx.last_time is None:
-            return no_time
-        age = (ctx.now - ctx.last_time).total_seconds()
+            if limit is None:
+                return RuleResult(b.name, True, unlimited % mode, None, None, scope)
+            return no_time[mode]
+        age = max((ctx.now - ctx.last_time).total_seconds(), 0.0)
+        if limit is None:
+            reason = f"{unlimited % mode}; last price of {symbol} is {describe_age(age)} old{_quote_note(ctx)}"
+            return RuleResult("max_quote_age_seconds", True, reason, None, age, scope)
         if age <= limit:
-            return RuleResult("max_quote_age_seconds", True, passed, limit, age, scope)
-        reason = f"last price of {symbol} is {age:.0f} s old, over {tail}"
+            return RuleResult("max_quote_age_seconds", True, passed[mode] + _quote_note(ctx), limit, age, scope)
+        told = f"{age:.0f} s" if age < 120 else f"{describe_age(age)} ({age:,.0f} s)"
+        reason = f"last price of {symbol} is {told} old, over {tails[mode]}{_quote_note(ctx)}"
         return RuleResult("max_quote_age_seconds", False, reason, limit, age, scope)
 
     return rule
@@ -412,9 +448,12 @@ def _gross_after(ctx: OrderContext) -> Decimal | None:
         return ctx.gross_after
     account = ctx.account
     gross: Decimal | None = None
-    if account is not None and ctx.value_price is not None and ctx.fx is not None:
+    others_valued = account is not None and all(
+        p.market_value is not None for s, p in account.positions.items() if s != ctx.order.symbol
+    )
+    if account is not None and others_valued and ctx.value_price is not None and ctx.fx is not None:
         held = account.positions.get(ctx.order.symbol)
-        current = ZERO if held is None else abs(held.market_value)
+        current = ZERO if held is None or held.market_value is None else abs(held.market_value)
         gross = account.gross_exposure - current + abs(ctx.projected) * ctx.value_price * ctx.fx
     ctx.gross_after, ctx.gross_done = gross, True
     return gross
@@ -438,7 +477,10 @@ def _max_gross_exposure(b: Binding) -> Evaluate:
             if ctx.reduces:
                 return unvalued_reducing
             currency = account.valuation_currency
-            reason = f"no price or {quote}/{currency} rate: cannot value the order for max_gross_exposure {where}"
+            reason = (
+                _unvalued_reason(account, "max_gross_exposure", where)
+                or f"no price or {quote}/{currency} rate: cannot value the order for max_gross_exposure {where}"
+            )
             return RuleResult("max_gross_exposure", False, reason, limit, None, scope)
         if gross <= limit:
             return RuleResult("max_gross_exposure", True, passed, limit, gross, scope)
@@ -470,7 +512,13 @@ def _max_leverage(b: Binding) -> Evaluate:
             return reducing
         gross = _gross_after(ctx)
         if gross is None:
-            reason = f"no price or {quote}/{account.valuation_currency} rate: cannot check {tail}"
+            reason = (
+                _unvalued_reason(account, "max_leverage", b.where)
+                or f"no price or {quote}/{account.valuation_currency} rate: cannot check {tail}"
+            )
+            return RuleResult("max_leverage", False, reason, limit, None, scope)
+        if account.unvalued:
+            reason = _unvalued_reason(account, "max_leverage", b.where)
             return RuleResult("max_leverage", False, reason, limit, None, scope)
         equity = account.equity
         if equity <= 0:
@@ -516,12 +564,19 @@ def _max_daily_loss(b: Binding) -> Evaluate:
     shown = format_amount(limit)
     passed = f"today's loss is within max_daily_loss {shown} {where}"
     reducing = f"today's loss exceeds max_daily_loss {shown} {where}, {_REDUCES}"
+    unvalued_reducing = "the account cannot be fully valued, "
     no_account = _no_account(b)
 
     def rule(ctx: OrderContext) -> RuleResult:
         account = ctx.account
         if account is None:
             return no_account
+        if account.unvalued:
+            if ctx.reduces:
+                return RuleResult("max_daily_loss", True, f"{unvalued_reducing}{_REDUCES}", limit, None, scope)
+            return RuleResult(
+                "max_daily_loss", False, _unvalued_reason(account, "max_daily_loss", where), limit, None, scope
+            )
         loss = account.day_start_equity - account.equity
         if loss <= limit:
             return RuleResult("max_daily_loss", True, passed, limit, loss, scope)
@@ -546,6 +601,12 @@ def _max_drawdown(b: Binding) -> Evaluate:
         account = ctx.account
         if account is None:
             return no_account
+        if account.unvalued:
+            if ctx.reduces:
+                reason = f"the account cannot be fully valued, {_REDUCES}"
+                return RuleResult("max_drawdown", True, reason, limit, None, scope)
+            reason = _unvalued_reason(account, "max_drawdown", b.where)
+            return RuleResult("max_drawdown", False, reason, limit, None, scope)
         drawdown = account.drawdown
         if drawdown <= limit:
             return RuleResult("max_drawdown", True, passed, limit, drawdown, scope)
@@ -610,6 +671,7 @@ def order_context(
     last: Decimal | None,
     last_time: datetime | None,
     fx: Decimal | None,
+    quote: Quote | None = None,
 ) -> OrderContext:
     """Value the order and project the position once, for every rule."""
     value_price = last
@@ -630,6 +692,7 @@ def order_context(
         now,
         last,
         last_time,
+        quote,
         value_price,
         None if value_price is None else quantity * value_price,
         fx,

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 
-from engine.errors import ValidationFailedError
 from engine.settings import Settings, get_settings
 from engine.store.database import Database, connect
 from engine.store.migrate import upgrade
@@ -27,14 +25,8 @@ def database(settings: Settings | None = None) -> Iterator[Database]:
 
 
 def parse_time_ms(text: str, option: str) -> int:
-    """``2024-01-01``, ``2024-01-01T12:00``, or epoch milliseconds -> epoch ms (UTC)."""
-    text = text.strip()
-    if text.isdigit():
-        return int(text)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValidationFailedError(f"{option}: {text!r} is not a date (use YYYY-MM-DD or ISO 8601)") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+    """A time as people write it (``2024-01-01``, ISO 8601, epoch s/ms, ``7d ago``; no offset means UTC) -> epoch
+    ms, through the one parser (``engine.data.timeparse``)."""
+    from engine.data.timeparse import parse_utc_ms
+
+    return parse_utc_ms(text, field=option)

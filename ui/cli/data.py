@@ -10,7 +10,6 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from engine.errors import NotFoundError
 from engine.settings import get_settings
 from ui.cli.common import database, parse_time_ms
 from ui.cli.console import emit_json, err, out
@@ -26,18 +25,12 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _select(store: BarStore, exchange: str | None, symbol: str | None, timeframe: str | None) -> list[SeriesKey]:
+    """The stored series a filter means (symbols and timeframes as people write them: BTC, hourly ...)."""
+    from engine.data.provider import MarketData
     from engine.data.store import make_key
 
-    keys = [
-        make_key(s.exchange, s.symbol, s.timeframe)
-        for s in store.series()
-        if (exchange is None or s.exchange == exchange.lower())
-        and (symbol is None or s.symbol == symbol)
-        and (timeframe is None or s.timeframe == timeframe)
-    ]
-    if not keys:
-        raise NotFoundError("no stored series match; see `iqts data list` (or run `iqts data load-sample`)")
-    return keys
+    matched = MarketData(store).matching(symbol, timeframe=timeframe, exchange=exchange)
+    return [make_key(s.exchange, s.symbol, s.timeframe) for s in matched]
 
 
 @app.command("load-sample")
@@ -64,30 +57,54 @@ def load_sample(as_json: JsonOpt = False) -> None:
 
 @app.command("list")
 def list_cmd(as_json: JsonOpt = False) -> None:
-    """What is stored: exchange, symbol, timeframe, first, last, rows."""
-    from engine.data.store import BarStore
+    """What is stored: exchange, symbol, timeframe, first, last, rows, and which series answers by default for a
+    price ("quote") and for bars and backtests ("history")."""
+    from engine.data.provider import MarketData
 
     with database() as db:
-        series = BarStore(db).series()
+        provider = MarketData(db)
+        series, defaults = provider.series(), provider.defaults()
+    rows = [
+        {
+            "exchange": s.exchange,
+            "symbol": s.symbol,
+            "timeframe": s.timeframe,
+            "first": s.first.isoformat() if s.first is not None else None,
+            "last": s.last.isoformat() if s.last is not None else None,
+            "rows": s.rows,
+            "default_for": defaults[f"{s.exchange}:{s.symbol}:{s.timeframe}"],
+        }
+        for s in series
+    ]
     if as_json:
-        emit_json(
-            [
-                {
-                    "exchange": s.exchange,
-                    "symbol": s.symbol,
-                    "timeframe": s.timeframe,
-                    "first": s.first.isoformat() if s.first is not None else None,
-                    "last": s.last.isoformat() if s.last is not None else None,
-                    "rows": s.rows,
-                }
-                for s in series
-            ]
-        )
+        emit_json(rows)
         return
-    table = Table("exchange", "symbol", "timeframe", "first", "last", "rows")
+    table = Table("exchange", "symbol", "timeframe", "first", "last", "rows", "default for")
     for s in series:
-        table.add_row(s.exchange, s.symbol, s.timeframe, str(s.first), str(s.last), f"{s.rows:,}")
+        marks = ", ".join(defaults[f"{s.exchange}:{s.symbol}:{s.timeframe}"])
+        table.add_row(s.exchange, s.symbol, s.timeframe, str(s.first), str(s.last), f"{s.rows:,}", marks)
     out.print(table)
+
+
+@app.command("quote")
+def quote_cmd(
+    symbol: Annotated[str, typer.Argument(help="a market as people write it: BTC, bitcoin, BTC/USD, btc-usdt")],
+    timeframe: Annotated[str | None, typer.Option("--timeframe", "-t", help="1h, hourly, daily ...")] = None,
+    exchange: Annotated[str | None, typer.Option(help="ccxt exchange id")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The last known price of a market, with its series, observation time, age and whether it is replayed."""
+    from engine.data.provider import MarketData
+
+    with database() as db:
+        quote = MarketData(db).quote(symbol, timeframe=timeframe, exchange=exchange)
+    if as_json:
+        emit_json(quote)
+        return
+    out.print(f"{quote.symbol} {quote.price:f} at {quote.ts:%Y-%m-%d %H:%M} UTC from {quote.series}")
+    for line in (quote.resolved_from, quote.note):
+        if line:
+            out.print(f"  {line}")
 
 
 def _run_backfill(

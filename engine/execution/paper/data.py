@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from engine.data.store import BarStore, SeriesInfo, SeriesKey, make_key
+from engine.data.provider import MarketData
+from engine.data.quote import Quote
+from engine.data.store import BarStore
 from engine.data.timeframes import timeframe_ms
+from engine.data.timeparse import ms_to_utc
 from engine.errors import NotFoundError, ValidationFailedError
 from engine.execution.models import is_symbol
 
@@ -52,20 +56,37 @@ class PriceBar(NamedTuple):
         return bar
 
 
+class QuotedBar(NamedTuple):
+    """A bar and the quote its close is: series, observation time, age, replayed."""
+
+    bar: PriceBar
+    quote: Quote
+
+
 @runtime_checkable
 class PriceFeed(Protocol):
-    """Where the paper venue reads the market: the latest closed bar of a symbol."""
+    """Where the paper venue reads the market: the latest closed bar of a symbol, and the quote it makes."""
 
     async def last_bar(self, symbol: str) -> PriceBar | None:
         """The latest bar of ``symbol`` (None when there is none)."""
         ...
 
+    async def quoted_bar(self, symbol: str) -> QuotedBar | None:
+        """The latest bar of ``symbol`` with the quote of its close (None when there is none)."""
+        ...
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
 
 class ManualPriceFeed:
-    """Bars pushed by hand (tests, demos, a live bar builder): ``last_bar`` is the newest one pushed."""
+    """Bars pushed by hand (tests, demos, a live bar builder): ``last_bar`` is the newest one pushed. Its
+    quotes name the series ``manual:SYMBOL`` and are observed at the bar's time (age against ``clock``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
         self._bars: dict[str, PriceBar] = {}
+        self._clock = clock or _utc_now
 
     def push(self, symbol: str, bar: PriceBar | Sequence[Number]) -> PriceBar:
         """Record ``bar`` as ``symbol``'s latest; bars must move forward in time."""
@@ -81,14 +102,32 @@ class ManualPriceFeed:
     async def last_bar(self, symbol: str) -> PriceBar | None:
         return self._bars.get(symbol)
 
+    async def quoted_bar(self, symbol: str) -> QuotedBar | None:
+        bar = self._bars.get(symbol)
+        if bar is None:
+            return None
+        now = self._clock()
+        ts = min(ms_to_utc(bar.ts_ms), now)
+        quote = Quote(
+            symbol=symbol,
+            price=bar.close,
+            ts=ts,
+            bar_open=ms_to_utc(bar.ts_ms),
+            as_of=now,
+            age_seconds=max((now - ts).total_seconds(), 0.0),
+            series=f"manual:{symbol}",
+            replayed=False,
+        )
+        return QuotedBar(bar, quote)
+
 
 class StorePriceFeed:
-    """The latest stored bar of a symbol in the bar store (replayed real data).
+    """The latest stored bar of a symbol in the bar store (replayed real data or live-built bars).
 
-    ``exchange`` and ``timeframe`` pick the series; left out, the feed uses the symbol's series with the newest
-    bar (the shortest timeframe on a tie), chosen once per symbol. With ``as_of_ms`` set the feed replays: it
-    answers the last bar that had closed by then (looking back at most ``lookback_bars`` bars), so moving
-    ``as_of_ms`` forward walks through history.
+    The series is the market-data provider's choice for a price (``engine.data.provider``, purpose "quote"),
+    narrowed by ``exchange`` and ``timeframe`` when given, made afresh on every read (a live series that
+    starts later is picked up). With ``as_of_ms`` set the feed replays: it answers the last bar that had closed
+    by then (looking back at most ``lookback_bars`` bars), so moving ``as_of_ms`` forward walks through history.
     """
 
     def __init__(
@@ -109,58 +148,25 @@ class StorePriceFeed:
         self.timeframe = timeframe
         self.as_of_ms = as_of_ms
         self.lookback_bars = lookback_bars
-        self._keys: dict[str, SeriesKey] = {}
 
-    def _key(self, symbol: str) -> SeriesKey | None:
-        if self.exchange is not None and self.timeframe is not None:
-            return make_key(self.exchange, symbol, self.timeframe)
-        key = self._keys.get(symbol)
-        if key is None:
-            candidates = [
-                s
-                for s in self.store.series()
-                if s.symbol == symbol
-                and s.rows > 0
-                and s.last_ts is not None
-                and (self.exchange is None or s.exchange == self.exchange.lower())
-                and (self.timeframe is None or s.timeframe == self.timeframe)
-            ]
-            if not candidates:
-                return None
-
-            def newest_close(s: SeriesInfo) -> tuple[int, int]:
-                step = timeframe_ms(s.timeframe)
-                assert s.last_ts is not None
-                return (s.last_ts + step, -step)
-
-            best = max(candidates, key=newest_close)
-            key = self._keys[symbol] = make_key(best.exchange, best.symbol, best.timeframe)
-        return key
-
-    def _read(self, symbol: str) -> PriceBar | None:
-        key = self._key(symbol)
-        if key is None:
-            return None
-        step = timeframe_ms(key.timeframe)
-        if self.as_of_ms is None:
-            last = self.store.last_ts(key)
-            if last is None:
-                return None
-            start, end = last, last + 1
-        else:
-            end = self.as_of_ms - step + 1  # bars that had closed by as_of_ms
-            start = end - self.lookback_bars * step
+    def _read(self, symbol: str) -> QuotedBar | None:
+        provider = MarketData(self.store)
         try:
-            frame = self.store.read_bars(key, start, end)
-        except NotFoundError:
+            choice = provider.choose(symbol, timeframe=self.timeframe, exchange=self.exchange, purpose="quote")
+        except (NotFoundError, ValidationFailedError):
             return None
-        if frame.empty:
+        as_of = None if self.as_of_ms is None else ms_to_utc(self.as_of_ms)
+        end_ms = None if self.as_of_ms is None else self.as_of_ms - timeframe_ms(choice.timeframe) + 1
+        stored = provider.last_bar(choice, end_ms=end_ms, lookback_bars=self.lookback_bars)
+        if stored is None:
             return None
-        row = frame.iloc[-1]
-        return PriceBar.of(
-            (int(row["ts"]), float(row["open"]), float(row["high"]), float(row["low"]), float(row["close"]),
-             float(row["volume"]))
-        )  # fmt: skip
+        bar = PriceBar.of(stored)
+        quote = provider.quote_of_bar(choice, stored, resolved_from=choice.resolved_from, as_of=as_of)
+        return QuotedBar(bar, quote)
 
     async def last_bar(self, symbol: str) -> PriceBar | None:
+        quoted = await self.quoted_bar(symbol)
+        return None if quoted is None else quoted.bar
+
+    async def quoted_bar(self, symbol: str) -> QuotedBar | None:
         return await asyncio.to_thread(self._read, symbol)

@@ -17,6 +17,8 @@ Fill rules (one bar = one ``PriceBar`` of the feed; "arrival" = the latest bar w
   in the quote currency; sells: the quantity, in the base); not enough free balance -> ``VenueRejectedError``.
   Fees are charged in the quote currency. ``balances()`` reports totals (free + reserved).
 
+Every fill carries the ``Quote`` it was made against (``Fill.quote``: series, observation time, age, replayed).
+
 Idempotent by ``client_order_id``: the same approved order submitted again returns the order already held.
 """
 
@@ -29,6 +31,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from engine.data.quote import Quote
+from engine.data.timeparse import ms_to_utc
 from engine.execution.broker import (
     ApprovedOrder,
     OrderNotCancellableError,
@@ -78,6 +82,7 @@ class _Order:
     fills: list[Fill] = field(default_factory=list)
     reason: str | None = None
     triggered: bool = True  # stop orders start untriggered
+    quote: Quote | None = None  # the market price the next fill is made against (arrival, then each later bar)
 
     @property
     def remaining(self) -> Decimal:
@@ -128,10 +133,12 @@ class PaperBroker:
             intent = approved.intent
             if ":" in intent.symbol:
                 raise VenueRejectedError(f"{intent.symbol}: the paper venue trades spot symbols (BASE/QUOTE) only")
-            bar = await self.feed.last_bar(intent.symbol)
-            if bar is None:
+            quoted = await self.feed.quoted_bar(intent.symbol)
+            if quoted is None:
                 raise VenueRejectedError(f"{intent.symbol}: the paper venue has no price for this symbol yet")
+            bar = quoted.bar
             paper = self._accept(approved, bar)
+            paper.quote = quoted.quote
             self._orders[paper.client_order_id] = paper
             self._arrive(paper, bar)
             log.info(
@@ -185,6 +192,7 @@ class PaperBroker:
                     continue
                 before = (paper.status, paper.filled)
                 paper.seen_ts = bar.ts_ms
+                paper.quote = self._bar_quote(paper, bar)
                 self._work(paper, bar)
                 if (paper.status, paper.filled) != before:
                     changed.append(paper.snapshot())
@@ -249,6 +257,26 @@ class PaperBroker:
             reserve_per_unit=per_unit,
             reserved=need,
             triggered=intent.type not in STOP_TYPES,
+        )
+
+    def _bar_quote(self, paper: _Order, bar: PriceBar) -> Quote:
+        """The quote of a later bar passed to ``on_bar``: the arrival quote's series, observed at the bar."""
+        now = self._clock()
+        ts = min(ms_to_utc(bar.ts_ms), now)
+        arrival = paper.quote
+        series = arrival.series if arrival is not None else f"on_bar:{paper.intent.symbol}"
+        replayed = arrival.replayed if arrival is not None else False
+        return Quote(
+            symbol=paper.intent.symbol,
+            price=bar.close,
+            ts=ts,
+            bar_open=ms_to_utc(bar.ts_ms),
+            as_of=now,
+            age_seconds=max((now - ts).total_seconds(), 0.0),
+            series=series,
+            replayed=replayed,
+            sample=arrival.sample if arrival is not None else False,
+            note=None if not replayed else f"replayed bar from {ts:%Y-%m-%d %H:%M} UTC, series {series}",
         )
 
     def _release(self, currency: str, amount: Decimal) -> None:
@@ -372,6 +400,7 @@ class PaperBroker:
                 fee_currency=quote,
                 ts=self._clock(),
                 liquidity=liquidity,
+                quote=paper.quote,
             )
         )
         if paper.remaining <= 0:

@@ -15,6 +15,7 @@ from engine.portfolio.models import AccountSnapshot, PortfolioSnapshot
 from engine.risk import RiskPolicy
 from engine.risk.killswitch import controls, engage
 from engine.risk.monitor import RiskMonitor, breakers, reset_breaker, risk_status
+from engine.risk.policy import load_default_policy
 from engine.risk.store import activate, save_policy
 from engine.store.database import Database
 from tests.unit.risk.stubs import account
@@ -140,7 +141,7 @@ async def test_risk_status_reports_every_measure(db: Database, unique: str) -> N
 
     status = risk_status(db, snapshot, equity_history=history)
     assert status.kill_switch.engaged and status.kill_switch.reason == "status drill"
-    assert status.policy_version == 1  # the bundled default: nothing activated
+    assert status.policy_version == load_default_policy().version  # the bundled default: nothing activated
     assert {t.breaker for t in status.breakers} == {"max_daily_loss", "max_drawdown"}
     [acct] = status.accounts
     assert acct.equity == Decimal(95000) and acct.daily_pnl == Decimal(-1000)

@@ -12,10 +12,13 @@ import pytest
 
 from engine.audit import entries
 from engine.risk.killswitch import status
+from engine.risk.policy import load_default_policy
 from engine.risk.store import active_version
 from engine.settings import Settings
 from engine.store.database import Database
 from tests.integration.risk.conftest import ApprovalFactory
+
+BUNDLED = load_default_policy().version
 
 # `iqts` with the risk sub-app registered (main registers it too once wired; then this is just `-m ui.cli.main`)
 _RUNNER = (
@@ -78,7 +81,7 @@ def test_engage_status_and_release_with_an_approval(
     )
     report = json.loads(_ok(shown))
     assert report["kill_switch"]["engaged"] is True and report["kill_switch"]["by"] == "dave"
-    assert report["policy_version"] == 1 and report["breakers"] == [] and report["accounts"] == []
+    assert report["policy_version"] == BUNDLED and report["breakers"] == [] and report["accounts"] == []
     _one_line_error(refused, f"no approval nope-{unique}")
     assert status(db).engaged
 
@@ -102,15 +105,15 @@ def test_policy_set_show_and_list(settings: Settings, db: Database, unique: str,
     active, old, listing, conflict = _iqts_together(
         settings,
         ["risk", "policy", "show"],
-        ["risk", "policy", "show", "--version", "1", "--json"],
+        ["risk", "policy", "show", "--version", str(BUNDLED), "--json"],
         ["risk", "policy", "list", "--json"],
         ["risk", "policy", "set", str(changed)],
     )
     assert _ok(active) == body  # exactly as saved, comments included
     shown = json.loads(_ok(old))
-    assert shown["version"] == "1" and shown["active"] is False
+    assert shown["version"] == str(BUNDLED) and shown["active"] is False
     assert shown["policy"]["defaults"]["max_order_notional"] == "5000"
     listed = {p["version"]: p["active"] for p in json.loads(_ok(listing))}
-    assert listed[version] is True and listed["1"] is False
+    assert listed[version] is True and listed[str(BUNDLED)] is False
     _one_line_error(conflict, "already stored with different content")
     assert active_version(db) == version

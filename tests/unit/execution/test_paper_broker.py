@@ -191,3 +191,24 @@ def test_bars_are_checked() -> None:
     with pytest.raises(ValidationFailedError, match="unified symbol"):
         feed.push("BTCUSDT", (T0 + MINUTE, "10", "10", "10", "10", "1"))
     assert PriceBar.of((T0, 0.1, 0.1, 0.1, 0.1, 3)).close == D("0.1")  # floats through their repr, exactly
+
+
+async def test_every_fill_carries_the_quote_it_was_made_against() -> None:
+    feed = ManualPriceFeed(clock=lambda: NOW)
+    feed.push(SYMBOL, (T0, "20000", "20000", "20000", "20000", "100"))
+    broker = PaperBroker(PaperBrokerConfig(slippage_fraction=D(0)), feed, clock=lambda: NOW)
+    placed = await broker.submit(_order(OrderSide.BUY, OrderType.MARKET, "0.1"))
+    arrival = placed.fills[0].quote
+    assert arrival is not None and (arrival.series, arrival.price, arrival.replayed) == (
+        f"manual:{SYMBOL}",
+        D(20000),
+        False,
+    )
+    assert arrival.bar_open == datetime.fromtimestamp(T0 / 1000, UTC) and arrival.age_seconds == 60  # NOW is T0 + 1 min
+
+    resting = _order(OrderSide.BUY, OrderType.LIMIT, "0.1", price="19500", tag="rest")
+    await broker.submit(resting)
+    [filled] = await _bar(broker, feed, 1, "19900", "19950", "19400", "19600")
+    later = filled.fills[0].quote
+    assert later is not None and later.series == f"manual:{SYMBOL}" and later.price == D(19600)
+    assert later.bar_open == datetime.fromtimestamp((T0 + MINUTE) / 1000, UTC)

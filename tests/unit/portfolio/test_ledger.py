@@ -159,16 +159,29 @@ def test_day_start_and_peak_equity_follow_the_marks_not_the_deposits() -> None:
     assert book.net_deposits("main") == {"USDT": D(10200)}
 
 
-def test_snapshots_need_a_price_for_every_holding_and_a_rate_for_every_currency() -> None:
+def test_a_holding_without_a_price_or_rate_is_reported_unvalued_and_the_marks_stay() -> None:
     book = ledger()
     book.apply_fill(fill("buy", "1", "100"), "main")
-    with pytest.raises(ValidationFailedError, match="no price for BTC/USDT, held by account main"):
-        book.snapshot({}, T0)
+    marked = book.snapshot({"BTC/USDT": D(110)}, T0).accounts["main"]  # sets day start and peak: 10010
+    assert marked.valued and marked.equity == D(10010)
+
+    unpriced = book.snapshot({}, T0 + timedelta(hours=1)).accounts["main"]  # it used to raise here
+    assert unpriced.unvalued == {"BTC/USDT": "no price for BTC/USDT, held by account main: cannot value it"}
+    position = unpriced.positions["BTC/USDT"]
+    assert position.quantity == D(1) and position.avg_cost == D(100)
+    assert position.last_price is None and position.market_value is None and position.unvalued_reason
+    assert unpriced.equity == D(9900)  # the cash only: what could be valued
+    assert (unpriced.day_start_equity, unpriced.peak_equity) == (D(10010), D(10010))  # not a loss, not a mark
+    assert book.snapshot({"BTC/USDT": D(110)}, T0 + timedelta(hours=2)).accounts["main"].peak_equity == D(10010)
+
     book.apply_fill(fill("buy", "1", "100", symbol="BTC/USD", fee_currency="USD"), "main")
     prices = {"BTC/USDT": D(100), "BTC/USD": D(101)}
-    with pytest.raises(ValidationFailedError, match="no rate from USD to USDT"):
-        book.snapshot(prices, T0)
+    no_rate = book.snapshot(prices, T0).accounts["main"]
+    assert no_rate.unvalued["BTC/USD"].startswith("no rate from USD to USDT to value the BTC/USD position")
+    assert no_rate.positions["BTC/USD"].last_price == D(101) and no_rate.positions["BTC/USD"].market_value is None
+    assert "the cash in USD" in no_rate.unvalued
     snap = book.snapshot(prices, T0, fx_rates={"USDT/USD": D("1.25")}).accounts["main"]  # 1 USD = 0.8 USDT
+    assert snap.valued
     assert snap.positions["BTC/USD"].market_value == D("80.8")
     assert snap.cash == {"USDT": D(9900), "USD": D(-100)}
     assert snap.equity == D(9900) + D(-80) + D(100) + D("80.8")

@@ -470,3 +470,71 @@ def test_a_trusted_verdict_is_the_same_as_a_validated_one() -> None:
     assert v.model_fields_set == validated.model_fields_set
     assert v.model_dump() == validated.model_dump()
     assert v.model_copy(update={"allowed": False}).allowed is False
+
+
+# ---- quote age per mode, replayed prices, unvalued holdings --------------------------------------------------
+
+
+def _replayed_market() -> MarketSnapshot:
+    from engine.data.quote import make_quote
+
+    quote = make_quote(exchange="bitstamp", symbol="BTC/USDT", timeframe="1d", bar_open_ms=1_579_219_200_000,
+                       close=Decimal(60000), as_of=NOW)  # fmt: skip
+    return MarketSnapshot.from_quotes({"BTC/USDT": quote})
+
+
+def test_a_per_mode_quote_age_limits_only_the_modes_it_names_and_says_why() -> None:
+    pol = policy({"max_quote_age_seconds": {"sandbox": 300, "live": 60}})
+    stale = _replayed_market()
+    sandbox = result(verdict(pol, order(mode="sandbox"), mkt=stale), "max_quote_age_seconds")
+    assert not sandbox.passed and sandbox.limit == 300
+    assert sandbox.reason.startswith("last price of BTC/USDT is ")
+    assert sandbox.reason == (
+        "last price of BTC/USDT is 1,565 days (135,259,200 s) old, over max_quote_age_seconds 300 for sandbox orders "
+        "(policy default) (replayed price from 2020-01-17 (1,565 days old), series bitstamp:BTC/USDT:1d)"
+    )  # Bitstamp BTC/USDT is not a bundled series: "replayed", not "replayed sample"
+    dry = result(verdict(pol, order(mode="dry-run"), mkt=stale), "max_quote_age_seconds")
+    assert dry.passed and dry.limit is None and dry.observed == stale.quotes["BTC/USDT"].age_seconds
+    assert dry.reason.startswith(
+        "quote age is not limited for dry-run orders (max_quote_age_seconds: sandbox 300, live 60"
+    )
+    assert "replayed price from 2020-01-17" in dry.reason
+    fresh = result(verdict(pol, order(mode="live"), mkt=market(fresh_seconds=30)), "max_quote_age_seconds")
+    assert (
+        fresh.passed
+        and fresh.reason == "last price of BTC/USDT is within max_quote_age_seconds 60 for live orders (policy default)"
+    )
+    assert not result(verdict(pol, order(mode="live"), mkt=market(fresh_seconds=61)), "max_quote_age_seconds").passed
+    no_price = result(verdict(pol, order(mode="dry-run"), mkt=MarketSnapshot()), "max_quote_age_seconds")
+    assert no_price.passed and "not limited for dry-run" in no_price.reason
+
+
+def test_a_verdict_notes_a_replayed_price_even_when_everything_passes() -> None:
+    v = verdict(policy({"max_order_qty": 1}), order(), mkt=_replayed_market())
+    assert v.allowed and v.notes == (
+        "BTC/USDT: replayed price from 2020-01-17 (1,565 days old), series bitstamp:BTC/USDT:1d",
+    )
+    assert v.summary().endswith("; note: " + v.notes[0])
+    assert verdict(policy({"max_order_qty": 1}), order()).notes == ()
+
+
+def test_an_unvalued_holding_fails_only_the_rules_that_need_its_value() -> None:
+    unvalued = account(positions=(LONG_BTC,)).model_copy(
+        update={"unvalued": {"DOGE/USDT": "no price for DOGE/USDT, held by account main: cannot value it"}}
+    )
+    held = unvalued.positions | {
+        "DOGE/USDT": LONG_BTC.model_copy(update={"symbol": "DOGE/USDT", "last_price": None, "notional": None,
+                                                 "market_value": None, "unrealised_pnl": None,
+                                                 "unvalued_reason": "no price"}),
+    }  # fmt: skip
+    acct = unvalued.model_copy(update={"positions": held})
+    limits = {"max_order_notional": 100000, "max_open_positions": 5, "max_gross_exposure": 10**6,
+              "max_leverage": 10, "max_daily_loss": 1000, "max_drawdown": "0.5"}  # fmt: skip
+    v = verdict(policy(limits), order(symbol="ETH/USDT", quantity=Decimal(1)), acct)
+    failed = {r.rule: r.reason for r in v.results if not r.passed}
+    assert set(failed) == {"max_gross_exposure", "max_leverage", "max_daily_loss", "max_drawdown"}
+    assert all("account main cannot be fully valued (no price for DOGE/USDT" in reason for reason in failed.values())
+    assert result(v, "max_order_notional").passed and result(v, "max_open_positions").passed
+    assert v.notes == ("account main: no price for DOGE/USDT, held by account main: cannot value it",)
+    cut = verdict(policy(limits), order(side="sell", quantity=Decimal("0.5")), acct)  # reduces the BTC position
+    assert result(cut, "max_daily_loss").passed and result(cut, "max_drawdown").passed
