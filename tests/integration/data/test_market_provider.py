@@ -49,7 +49,6 @@ from engine.runtime import Runtime
 from engine.settings import AccountSettings, Settings
 from engine.store.database import Database
 from tests.integration.inbox.helpers import PASSWORD, sign_in
-from tests.support.databases import own_database
 from tests.support.live_server import free_port, live_server
 from ui.api.app import create_app
 
@@ -82,22 +81,21 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env(settings: Settings) -> Iterator[Env]:
-    """The bundled sample, plus a short fresh ETH/USD 1m feed and a SOL/USDT 1h series, in a database of its own
+def env(settings: Settings, db: Database) -> Iterator[Env]:
+    """The bundled sample, plus a short fresh ETH/USD 1m feed and a SOL/USDT 1h series, in this module's database
     (no other module's series can change which one is the default), behind a live API with MCP."""
-    with own_database(settings, f"iqts_md_{os.getpid()}") as (own, db):
-        store = BarStore(db)
-        for series in load_sample_series():
-            store.upsert_bars(make_key(series.exchange, series.symbol, series.timeframe), series.frame)
-        store.upsert_bars(make_key("livefeed", "ETH/USD", "1m"), _bars(10, _now_ms() - MINUTE, MINUTE, 3000.0))
-        store.upsert_bars(make_key("testex", "SOL/USDT", "1h"), _bars(600, 1_700_000_000_000 // HOUR * HOUR, HOUR, 60))
-        create_user(db, "md-trader", PASSWORD, Role.TRADER)
-        create_user(db, "md-viewer", PASSWORD, Role.VIEWER)
-        token = issue_token(db, "md-trader", "tests", actor="tests")
-        port = free_port()
-        runtime = Runtime(settings=own.model_copy(update={"api_port": port}), db=db, bus=InProcessBus())
-        with live_server(create_app(runtime), port) as url:
-            yield Env(own, db, url, token, "md-viewer")
+    store = BarStore(db)
+    for series in load_sample_series():
+        store.upsert_bars(make_key(series.exchange, series.symbol, series.timeframe), series.frame)
+    store.upsert_bars(make_key("livefeed", "ETH/USD", "1m"), _bars(10, _now_ms() - MINUTE, MINUTE, 3000.0))
+    store.upsert_bars(make_key("testex", "SOL/USDT", "1h"), _bars(600, 1_700_000_000_000 // HOUR * HOUR, HOUR, 60))
+    create_user(db, "md-trader", PASSWORD, Role.TRADER)
+    create_user(db, "md-viewer", PASSWORD, Role.VIEWER)
+    token = issue_token(db, "md-trader", "tests", actor="tests")
+    port = free_port()
+    runtime = Runtime(settings=settings.model_copy(update={"api_port": port}), db=db, bus=InProcessBus())
+    with live_server(create_app(runtime), port) as url:
+        yield Env(settings, db, url, token, "md-viewer")
 
 
 @asynccontextmanager

@@ -60,11 +60,10 @@ def load_chart(db: Database, symbol: str, intent: dict[str, object], *, bars: in
     price = last_prices(BarStore(db), [symbol]).get(symbol)
     if price is None:
         return None
-    exchange = price.source.split(":", 1)[0]
-    timeframe = price.source.rsplit(":", 1)[1]
+    exchange, stored_symbol, timeframe = price.source.split(":")  # BTC/USDT may be priced from BTC/USD
     step = timeframe_ms(timeframe)
     end = int(price.ts.timestamp() * 1000)  # the close of the last bar
-    frame = BarStore(db).read_bars(make_key(exchange, symbol, timeframe), end - bars * step, end)
+    frame = BarStore(db).read_bars(make_key(exchange, stored_symbol, timeframe), end - bars * step, end)
     frame = frame.dropna(subset=["open", "high", "low", "close"])
     candles = [
         Candle(ts=int(r.ts), open=float(r.open), high=float(r.high), low=float(r.low), close=float(r.close))
