@@ -73,13 +73,17 @@ class ApproveIn(BaseModel):
     )
 
 
+# what str.strip() removes (JSON Schema's \s differs: it lacks \x1c-\x1f and \x85), spelled out for the schema
+_PY_SPACE = r"\t\n\x0b\x0c\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
 class RejectIn(BaseModel):
     reason: str = Field(
         min_length=1,
         max_length=MAX_REASON,
         description="why: for the requester and the audit log (not blank, no NUL character)",
         # documented for clients; the validator below enforces it with a message that says what is wrong
-        json_schema_extra={"pattern": r"^[^\x00]*[^\s\x00][^\x00]*$"},
+        json_schema_extra={"pattern": rf"^[^\x00]*[^\x00{_PY_SPACE}][^\x00]*$"},
     )
     seen_hash: str | None = Field(None, pattern=HASH_PATTERN)
 
