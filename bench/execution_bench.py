@@ -14,6 +14,8 @@
   each bus with in-process.
 * ``bus hop``: publish -> a consumer blocked in its read holds the message, alone (500 messages per bus): the bus's
   own share of the end-to-end figure.
+* ``kill switch``: 20 limit orders resting at the paper venue, then ``engage``: the seconds until the worker has
+  cancelled them all; the ratio is against the promise of one second (below 1 keeps it).
 
 Everything runs against a throwaway database ``iqts_bench`` on the embedded server (created fresh, dropped after);
 with ``IQTS_DATABASE_URL`` set the end-to-end rows are skipped rather than writing orders into that database.
@@ -46,6 +48,7 @@ from engine.execution.models import OrderIntent, OrderStatus
 from engine.execution.oms import OrderRecord
 from engine.execution.paper import ManualPriceFeed, PaperBroker, PaperBrokerConfig, PriceBar
 from engine.execution.worker import ExecutionWorker, build_order_manager
+from engine.risk.killswitch import engage
 from engine.risk.store import save_and_activate
 from engine.runtime import Runtime
 from engine.settings import AccountSettings, Settings, load_settings
@@ -60,6 +63,7 @@ SYMBOL: Final = "BTC/USD"
 QUANTITY: Final = Decimal("0.01")
 REDIS_ENV: Final = "IQTS_TEST_REDIS_URL"
 HOPS: Final = 500
+KILL_SWITCH_TARGET_S: Final = 1.0  # the kill-switch rows' ratio is against this promise (all open orders cancelled)
 APPROVER: Final = User(id=-1, username="bench-approver", role=Role.APPROVER)
 REQUESTER: Final = Requester(user="bench-trader", kind="cli", session="bench")
 
@@ -309,6 +313,85 @@ async def _bus_rows(n: int, warmup: int, rounds: int, notes: list[str]) -> list[
     ]  # fmt: skip
 
 
+async def _kill_switch_once(settings: Settings, db: Database, bus: Bus, resting: int) -> float:
+    """Seconds from ``engage`` until the worker has cancelled ``resting`` open limit orders at the paper venue."""
+    runtime = Runtime(settings=settings, db=db, bus=bus)
+    manager = build_order_manager(runtime)
+    submitted: set[str] = set()
+    cancelled: set[str] = set()
+    all_submitted, all_cancelled = asyncio.Event(), asyncio.Event()
+    forward = manager.on_update
+
+    def on_update(record: OrderRecord, venue: VenueOrder | None, latency: float | None) -> None:
+        if forward is not None:
+            forward(record, venue, latency)
+        if record.approval_id is None:
+            return
+        if record.status is OrderStatus.SUBMITTED:
+            submitted.add(record.approval_id)
+            if len(submitted) == resting:
+                all_submitted.set()
+        elif record.status is OrderStatus.CANCELLED:
+            cancelled.add(record.approval_id)
+            if len(cancelled) == resting:
+                all_cancelled.set()
+
+    manager.on_update = on_update
+    worker = ExecutionWorker(runtime, manager, name="bench-kill-worker")
+    await worker.startup()
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    below = _last_real_bar().close * Decimal("0.9")
+    try:
+        for _ in range(resting):
+            request = await propose_order(db, bus, settings, _intent(type="limit", price=below), REQUESTER, "bench")
+            if request.status != "pending":
+                raise RuntimeError(f"the bench order was refused at proposal: {request.decision_reason}")
+            await decide(db, bus, settings, request.id, APPROVER, approve=True, auth="password")
+        await asyncio.wait_for(all_submitted.wait(), timeout=60)
+        t0 = time.perf_counter()
+        await engage(db, bus, "bench-trader", "bench: cancel everything")
+        await asyncio.wait_for(all_cancelled.wait(), timeout=60)
+        return time.perf_counter() - t0
+    finally:
+        stop.set()
+        await task
+        await manager.router.close()
+
+
+async def _kill_switch_rows(resting: int, notes: list[str]) -> list[ExecutionBenchRow]:
+    """The kill switch's promise: every open order cancelled within a second of engaging it (fresh database per bus)."""
+    redis_url = os.environ.get(REDIS_ENV)
+    names = ["in-process", *(["redis"] if redis_url else [])]
+    rows: list[ExecutionBenchRow] = []
+    for name in names:
+        try:
+            settings, db, embedded = await asyncio.to_thread(_fresh_database)
+        except _Unavailable as reason:
+            notes.append(f"kill-switch rows skipped: {reason}")
+            return []
+        prefix = f"bench:{uuid.uuid4().hex[:8]}:"
+        bus: Bus = InProcessBus()
+        if name == "redis" and redis_url:
+            from engine.bus.redis_streams import RedisStreamsBus
+
+            bus = RedisStreamsBus(redis_url, prefix=prefix)
+        try:
+            seconds = await _kill_switch_once(settings, db, bus, resting)
+        finally:
+            await bus.close()
+            if name == "redis" and redis_url:
+                await _delete_streams(redis_url, prefix)
+            db.close()
+            _drop(embedded)
+            if embedded.started_here:
+                embedded.stop()
+        rows.append(ExecutionBenchRow(workload=f"kill switch -> {resting} open orders cancelled", bus=name, n=resting,
+                                      p50_ms=seconds * 1000, p95_ms=seconds * 1000, per_s=resting / seconds,
+                                      ratio=seconds / KILL_SWITCH_TARGET_S))  # fmt: skip
+    return rows
+
+
 async def _delete_streams(url: str, prefix: str) -> None:
     import redis.asyncio as aioredis
 
@@ -322,7 +405,12 @@ async def _delete_streams(url: str, prefix: str) -> None:
 
 
 def run_execution_bench(
-    orders: int = 50, warmup: int = 2, paper_orders: int = 2000, rounds: int = 5, notes: list[str] | None = None
+    orders: int = 50,
+    warmup: int = 2,
+    paper_orders: int = 2000,
+    rounds: int = 5,
+    notes: list[str] | None = None,
+    resting: int = 20,
 ) -> list[ExecutionBenchRow]:
     """The rows of the execution benchmark (``notes`` collects what was skipped and why; printed if not given).
 
@@ -332,7 +420,11 @@ def run_execution_bench(
     rounds = max(1, min(rounds, orders))
 
     async def run() -> list[ExecutionBenchRow]:
-        return [*await _paper_rows(paper_orders), *await _bus_rows(orders, warmup, rounds, collected)]
+        return [
+            *await _paper_rows(paper_orders),
+            *await _bus_rows(orders, warmup, rounds, collected),
+            *await _kill_switch_rows(resting, collected),
+        ]
 
     rows = asyncio.run(run())
     if notes is None:

@@ -48,20 +48,21 @@ async def _propose(url: str, token: str, order: dict[str, Any], rationale: str) 
 def worker(stack: Stack) -> Iterator[None]:  # noqa: F811
     """The execution worker on the server's loop (and so on its in-process bus), as `iqts up` runs it."""
     stop: asyncio.Event | None = None
+    running: asyncio.Task[None] | None = None
 
     async def start() -> None:
-        nonlocal stop
+        nonlocal stop, running
         stop = asyncio.Event()
         worker = ExecutionWorker(stack.runtime, build_order_manager(stack.runtime), name="e2e-worker")
-        asyncio.get_running_loop().create_task(worker.run(stop))
+        running = asyncio.get_running_loop().create_task(worker.run(stop))
 
     stack.server.run(start())
     yield
 
     async def halt() -> None:
-        assert stop is not None
+        assert stop is not None and running is not None
         stop.set()
-        await asyncio.sleep(0.2)
+        await asyncio.wait_for(running, timeout=30)
 
     stack.server.run(halt())
 

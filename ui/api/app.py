@@ -77,6 +77,7 @@ def create_app(runtime: Runtime, *, with_mcp: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            stack.push_async_callback(events.closed_streams_wound_down)  # the runtime's bus outlives this app
             if mcp_lifespan is not None:
                 await stack.enter_async_context(mcp_lifespan())
             yield

@@ -21,7 +21,7 @@ from tests.integration.chat.script import LABEL
 from tests.unit.agent.conftest import APPROVER, FILL_PRICE, execute_on_paper
 from ui.chat.copilot import token_name
 from ui.chat.render import ToolView
-from ui.chat.turns import follow_approval, play
+from ui.chat.turns import ApprovalFollower, ApprovalState, follow_approval, play
 
 
 def _tokens(db: Database, username: str) -> list[tuple[str, bool]]:
@@ -32,6 +32,25 @@ def _tokens(db: Database, username: str) -> list[tuple[str, bool]]:
             (username,),
         ).fetchall()
     return [(str(r[0]), bool(r[1])) for r in rows]
+
+
+class _CountingFollower:
+    """The session, with an event set once the follower has read the request ``reads`` times."""
+
+    def __init__(self, agent: ApprovalFollower, reads: int) -> None:
+        self._agent, self._left = agent, reads
+        self.lock = agent.lock
+        self.read_enough = asyncio.Event()
+
+    async def copilot(self) -> Copilot:
+        return await self._agent.copilot()
+
+    async def approval_state(self, approval_id: str) -> ApprovalState | None:
+        state = await self._agent.approval_state(approval_id)
+        self._left -= 1
+        if self._left <= 0:
+            self.read_enough.set()
+        return state
 
 
 async def _events(*events: Event) -> AsyncIterator[Event]:
@@ -111,8 +130,9 @@ async def test_the_card_follows_the_approval_to_the_fill_and_the_agent_says_it(
         thread = Copilot.new_thread_id()
         turn = await play(copilot.ask(thread, "Buy 0.01 BTC/USD"), sink)
         card = turn.pending[0]
-        follow = asyncio.create_task(follow_approval(agent, card, sink, poll_s=0.1))
-        await asyncio.sleep(0.5)
+        counting = _CountingFollower(agent, reads=3)
+        follow = asyncio.create_task(follow_approval(counting, card, sink, poll_s=0.05))
+        await asyncio.wait_for(counting.read_enough.wait(), timeout=30)  # it has seen "pending" three times
         assert not follow.done() and "status" not in sink.kinds()  # nothing to say while it is pending
 
         request = approvals.get_request(runtime.db, card.approval_id)

@@ -107,7 +107,10 @@ class CrashEnv:
         return (self.logs / f"worker{self.procs.index(proc)}.out").read_text(errors="replace")
 
     async def ready(self, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
-        """The worker checked its key, reconciled and audited its start (its consumers start right after)."""
+        """The worker checked its key, reconciled and audited its start (its consumers start right after).
+
+        Nothing published from here on is missed: the consumer groups start at the stream's beginning ("0").
+        """
         subject = f"worker:{socket.gethostname()}-{proc.pid}"
 
         def started() -> bool:
@@ -119,9 +122,8 @@ class CrashEnv:
 
         try:
             await _until(f"{subject} to start", started, timeout, [proc])
-        except AssertionError:
-            raise AssertionError(self.log_of(proc)[-3000:]) from None
-        await asyncio.sleep(0.3)  # into its first blocking read
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{self.log_of(proc)[-3000:]}") from None
 
     async def approved(self, quantity: str = "0.01") -> str:
         intent = OrderIntent(

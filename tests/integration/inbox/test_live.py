@@ -18,7 +18,7 @@ from engine.execution.oms import ORDER_UPDATES_TOPIC
 from engine.runtime import Runtime
 from tests.integration.inbox.helpers import People, Propose, ServerThread
 from ui.api.app import create_app
-from ui.api.inbox.events import event_stream
+from ui.api.inbox.events import closed_streams_wound_down, event_stream
 
 
 async def _next_event(lines: AsyncIterator[str], name: str, timeout: float = 10.0) -> dict[str, object]:
@@ -68,7 +68,7 @@ async def test_event_stream_forwards_only_ids_and_statuses(kind: str, redis_url:
     }
     assert await asyncio.wait_for(stream.__anext__(), 5) == ": ping\n\n"  # the heartbeat
     await stream.aclose()
-    await asyncio.sleep(0.2)  # the readers end after their current read
+    await closed_streams_wound_down()  # the readers end after their current read
     await bus.close()
 
 
@@ -106,5 +106,4 @@ async def test_closing_event_streams_never_wedges_the_bus(runtime: Runtime, peop
                 assert await lines.__anext__() == "retry: 3000"
                 request = server.run(propose(), timeout=10)
                 assert (await _next_event(lines, "approval"))["id"] == request.id
-            await asyncio.sleep(0.2)
         server.run(asyncio.wait_for(runtime.bus.publish(EVENTS_TOPIC, {"id": "probe"}), 3), timeout=5)

@@ -111,8 +111,7 @@ async def test_a_failing_receiver_gets_one_attempt_and_no_secret_in_logs(
     receiver.status = 500
     config = NotifySettings(webhook_url=SecretStr(receiver.url + "/hook-secret-789"), webhook_timeout_s=2)
     with capture_logs() as logs:
-        await _run_until(runtime, config, receiver, propose)
-        await asyncio.sleep(0.3)
+        await _run_until(runtime, config, receiver, propose)  # returns once the notifier has ended
     assert len(receiver.calls) == 1  # refused once, not retried
     refused = [entry for entry in logs if entry["event"] == "notify.refused"]
     assert refused and refused[0]["status"] == 500 and refused[0]["host"] == "127.0.0.1"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -74,8 +73,7 @@ async def test_release_is_refused_without_a_valid_approval(db: Database, make_ap
     bus = InProcessBus()
     with pytest.raises(KillSwitchError, match="not engaged"):
         await release(db, bus, "carol", make_approval())
-    stale = make_approval()  # approved before the engagement it would release
-    await asyncio.sleep(0.01)
+    stale = make_approval(created_at=datetime.now(UTC) - timedelta(minutes=1))  # asked before the engagement
     await engage(db, bus, "bob", "drill")
     old_order_approval = make_approval(kind="order")
     used = make_approval(status="executed")

@@ -353,17 +353,20 @@ async def test_run_starts_ticks_and_stops(monkeypatch: pytest.MonkeyPatch) -> No
         "binance", ["BTC/USDT"], rec.publish, config=LiveFeedConfig(channels=("trades",), flush_interval_s=0.01)
     )
     ticks = 0
+    ticked_twice = asyncio.Event()
     real_tick = f.tick
 
     async def counting_tick() -> None:
         nonlocal ticks
         ticks += 1
+        if ticks >= 2:
+            ticked_twice.set()
         await real_tick()
 
     monkeypatch.setattr(f, "tick", counting_tick)
     stop = asyncio.Event()
     task = asyncio.create_task(f.run(stop))
-    await asyncio.sleep(0.1)
+    await asyncio.wait_for(ticked_twice.wait(), timeout=10)
     stop.set()
     await asyncio.wait_for(task, timeout=5)
     (fake,) = FakeFeed.instances

@@ -60,6 +60,12 @@ async def _drop_groups(bus: Bus, group: str) -> None:
 _detached: set[asyncio.Task[None]] = set()
 
 
+async def closed_streams_wound_down() -> None:
+    """Wait until the readers of every closed stream have ended and dropped their groups (before closing a bus)."""
+    while _detached:
+        await asyncio.gather(*list(_detached), return_exceptions=True)
+
+
 async def _wind_down(bus: Bus, group: str, pumps: list[asyncio.Task[None]]) -> None:
     await asyncio.gather(*pumps, return_exceptions=True)
     await _drop_groups(bus, group)
