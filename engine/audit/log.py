@@ -14,7 +14,7 @@ import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from psycopg import Connection
 from psycopg.rows import TupleRow
@@ -22,6 +22,9 @@ from pydantic import BaseModel
 
 from engine.store.database import Database
 from engine.telemetry import redact_processor
+
+if TYPE_CHECKING:
+    from engine.audit.anchor import AuditAnchor
 
 GENESIS = "0" * 64
 _LOCK_KEY = 0x1A75_00A0
@@ -38,11 +41,18 @@ class AuditEntry(BaseModel):
     hash: str
 
 
+TamperKind = Literal[
+    "missing_row", "broken_link", "edited", "head_mismatch", "truncated", "recomputed", "anchor_forged"
+]
+
+
 class AuditVerification(BaseModel):
     ok: bool
     rows: int
     first_bad_seq: int | None = None
     problem: str | None = None
+    kind: TamperKind | None = None
+    anchored_seq: int | None = None  # the newest checkpoint compared (None: no anchor given or none written yet)
 
 
 def _default(value: Any) -> Any:
@@ -112,37 +122,53 @@ def entries(
     ]
 
 
-def verify(db: Database) -> AuditVerification:
-    """Recompute the whole chain; report the first row that does not hold."""
+def verify(db: Database, anchor: AuditAnchor | None = None) -> AuditVerification:
+    """Recompute the whole chain, then hold it against the anchor's checkpoints; report the first thing that fails."""
+    from engine.audit.anchor import ForgedAnchorError
+
+    try:
+        points = anchor.checkpoints() if anchor is not None else []
+    except ForgedAnchorError as error:
+        return AuditVerification(ok=False, rows=0, problem=str(error), kind="anchor_forged")
+    wanted = {p.seq: p.hash for p in points}
+    anchored = points[-1].seq if points else None
+    seen: dict[int, str] = {}
     prev, expected_seq, count = GENESIS, 1, 0
+
+    def broken(seq: int, kind: TamperKind, problem: str) -> AuditVerification:
+        return AuditVerification(
+            ok=False, rows=count, first_bad_seq=seq, problem=problem, kind=kind, anchored_seq=anchored
+        )
+
     with db.connection() as conn:
         cursor = conn.cursor(name="audit_verify")
         cursor.execute("SELECT seq, ts, actor, action, subject, payload, prev_hash, hash FROM audit_log ORDER BY seq")
         for seq, ts, actor, action, subject, payload, prev_hash, digest in cursor:
             if seq != expected_seq:
-                return AuditVerification(
-                    ok=False,
-                    rows=count,
-                    first_bad_seq=expected_seq,
-                    problem=f"row {expected_seq} is missing (next is {seq})",
-                )
+                return broken(expected_seq, "missing_row", f"row {expected_seq} is missing (next is {seq})")
             if prev_hash != prev:
-                return AuditVerification(
-                    ok=False, rows=count, first_bad_seq=seq, problem=f"row {seq} does not link to row {seq - 1}"
-                )
+                return broken(seq, "broken_link", f"row {seq} does not link to row {seq - 1}")
             if _hash(prev, seq, ts, actor, action, subject, payload) != digest:
-                return AuditVerification(
-                    ok=False, rows=count, first_bad_seq=seq, problem=f"row {seq} was edited after it was written"
-                )
+                return broken(seq, "edited", f"row {seq} was edited after it was written")
+            if seq in wanted:
+                seen[seq] = digest
             prev, expected_seq, count = digest, seq + 1, count + 1
         head = conn.execute("SELECT value FROM system_state WHERE key = %s", (_HEAD_KEY,)).fetchone()
+    for point in points:
+        if point.seq > count:
+            return broken(
+                count + 1,
+                "truncated",
+                f"rows after {count} were removed: the anchor saw row {point.seq} at {point.at}",
+            )
+        if seen.get(point.seq) != point.hash:
+            return broken(
+                point.seq,
+                "recomputed",
+                f"row {point.seq} differs from its anchored hash (rows were edited and the chain recomputed)",
+            )
     if head is not None:
         head_seq, head_hash = int(head[0]["seq"]), str(head[0]["hash"])
         if head_seq != count or head_hash != prev:
-            return AuditVerification(
-                ok=False,
-                rows=count,
-                first_bad_seq=count + 1,
-                problem=f"rows after {count} were removed (the head says {head_seq})",
-            )
-    return AuditVerification(ok=True, rows=count)
+            return broken(count + 1, "head_mismatch", f"rows after {count} were removed (the head says {head_seq})")
+    return AuditVerification(ok=True, rows=count, anchored_seq=anchored)

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=1, le=65535)
     public_url: str | None = None
 
+    # the audit chain's anchor: an HMAC key the database never holds (unset: a key file made in the state dir)
+    audit_key: SecretStr | None = None
+    audit_checkpoint_s: float = Field(5.0, gt=0, description="how often the chain's head is checkpointed")
+
     # logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: LogFormat = "auto"

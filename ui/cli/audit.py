@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from engine.errors import IQTSError
+from engine.settings import get_settings
 from ui.cli.common import database
 from ui.cli.console import emit_json, out
 
@@ -19,17 +20,32 @@ class AuditBrokenError(IQTSError):
 
 @app.command("verify")
 def verify_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Recompute the hash chain; exit 3 and name the first bad row if anything was edited or removed."""
-    from engine.audit import verify
+    """Recompute the hash chain and hold it against the anchor; exit 3 naming the first bad row and the kind."""
+    from engine.audit import verify_anchored
 
-    with database() as db:
-        result = verify(db)
+    settings = get_settings()
+    with database(settings) as db:
+        result = verify_anchored(db, settings)
     if as_json:
         emit_json(result)
     if not result.ok:
-        raise AuditBrokenError(f"audit log verification FAILED at row {result.first_bad_seq}: {result.problem}")
+        raise AuditBrokenError(
+            f"audit log verification FAILED ({result.kind}) at row {result.first_bad_seq}: {result.problem}"
+        )
     if not as_json:
-        out.print(f"audit log OK: {result.rows} rows, chain intact")
+        anchored = f", anchored up to row {result.anchored_seq}" if result.anchored_seq else ", no checkpoint yet"
+        out.print(f"audit log OK: {result.rows} rows, chain intact{anchored}")
+
+
+@app.command("checkpoint")
+def checkpoint_cmd() -> None:
+    """Sign the chain's head into the anchor file outside the database (the services also do it periodically)."""
+    from engine.audit import checkpoint
+
+    settings = get_settings()
+    with database(settings) as db:
+        point = checkpoint(db, settings)
+    out.print(f"checkpointed row {point.seq}" if point else "nothing new to checkpoint")
 
 
 @app.command("show")
