@@ -25,6 +25,7 @@ class Message(BaseModel):
     topic: str
     payload: dict[str, Any]
     deliveries: int = 1
+    problem: str | None = None  # why the entry cannot be used (not JSON, not an object...): dead-lettered unread
 
 
 @runtime_checkable

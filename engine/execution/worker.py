@@ -20,8 +20,10 @@ import os
 import socket
 from datetime import UTC, datetime
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from engine.audit.log import append as audit
-from engine.bus.consumer import consume_forever
+from engine.bus.consumer import PoisonMessageError, consume_forever
 from engine.bus.protocol import Message
 from engine.errors import IQTSError
 from engine.execution import gate, metrics
@@ -36,6 +38,21 @@ from engine.runtime import Runtime
 from engine.telemetry import get_logger
 
 log = get_logger(__name__)
+
+
+class ApprovedMessage(BaseModel):
+    """What ``orders.approved`` carries: the id of an approved request (the worker reads the rest from PostgreSQL)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    approval_id: str = Field(pattern=r"^apr[_-][A-Za-z0-9_-]{1,64}$")
+
+
+def _first_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "payload"
+    return f"{where}: {first['msg']}"
+
 
 APPROVED_TOPIC = "orders.approved"
 KILL_TOPIC = "risk.kill_switch"
@@ -106,7 +123,10 @@ class ExecutionWorker:
         log.info("worker.ready", name=self.name, mode=settings.mode, reconciled=len(changed))
 
     async def handle_approved(self, message: Message) -> None:
-        approval_id = str(message.payload["approval_id"])
+        try:
+            approval_id = ApprovedMessage.model_validate(message.payload).approval_id
+        except ValidationError as error:
+            raise PoisonMessageError(f"not an approved-order message: {_first_error(error)}") from None
         with self.runtime.db.connection() as conn:
             try:
                 intent = gate.load_approved_intent(conn, approval_id)

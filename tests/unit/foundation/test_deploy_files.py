@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -50,6 +51,22 @@ def test_prometheus_scrapes_the_api_metrics() -> None:
     job = config["scrape_configs"][0]
     assert job["metrics_path"] == "/metrics"
     assert job["static_configs"][0]["targets"] == ["api:8000"]
+
+
+def test_prometheus_alerts_are_loaded_and_name_metrics_iqts_registers() -> None:
+    from engine.bus.consumer import DEAD_LETTERS  # noqa: F401  (registers the counter)
+    from engine.execution import metrics  # noqa: F401
+    from engine.telemetry import REGISTRY
+
+    config = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text())
+    assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
+    compose = (REPO / "docker-compose.yml").read_text()
+    assert "./deploy/prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro" in compose
+    rules = yaml.safe_load((REPO / "deploy/prometheus/alerts.yml").read_text())["groups"][0]["rules"]
+    known = set(REGISTRY._names_to_collectors)  # prometheus_client has no public lookup
+    for rule in rules:
+        metric = re.findall(r"iqts_[a-z_]+", rule["expr"])[0]
+        assert metric in known, f"{rule['alert']}: {metric} is not a metric IQTS exports"
 
 
 def test_dockerfile_runs_the_cli() -> None:

@@ -1,0 +1,141 @@
+"""Junk on the approved-orders stream never stops the line (issue 11): each entry that cannot be an approval is
+dead-lettered with its reason and counted, and the properly approved order behind it is executed. A consumer
+group that disappears (Redis restarted empty) is made again.
+
+Real Redis (raw XADD, as anyone who can reach it could write), the real worker, the paper venue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import pytest
+import redis.asyncio as aioredis
+
+from approvals import service as approvals
+from approvals.service import Requester
+from approvals.users import Role, User
+from engine.bus.consumer import DEAD_LETTERS
+from engine.bus.redis_streams import RedisStreamsBus
+from engine.execution.models import OrderIntent, OrderStatus
+from engine.execution.oms import OrderRecord, get_order
+from engine.execution.paper import ManualPriceFeed, PaperBroker, PaperBrokerConfig, PriceBar
+from engine.execution.router import Router
+from engine.execution.worker import APPROVED_TOPIC, ExecutionWorker, build_order_manager
+from engine.runtime import Runtime
+from engine.settings import Settings
+from engine.store.database import Database
+
+APPROVER = User(id=-1, username="ann-approver", role=Role.APPROVER)
+TRADER = Requester(user="tom-trader", kind="mcp", session="poison")
+PRICE = Decimal(8700)
+
+POISON = {  # the entries of the finding, as raw stream fields
+    "null payload": {"p": "null"},
+    "a JSON list": {"p": "[1, 2]"},
+    "a JSON number": {"p": "42"},
+    "not JSON": {"p": "{approval_id: apr_x"},
+    "approval_id null": {"p": json.dumps({"approval_id": None})},
+    "approval_id of 10 kB": {"p": json.dumps({"approval_id": "apr_" + "x" * 10_000})},
+    "approval_id a list": {"p": json.dumps({"approval_id": ["apr_1"]})},
+    "no payload field": {"other": "1"},
+    "an empty object": {"p": "{}"},
+}
+
+
+@pytest.fixture
+async def line(
+    settings: Settings, db: Database, sample_loaded: None, redis_url: str, unique: str
+) -> AsyncIterator[tuple[Runtime, RedisStreamsBus, aioredis.Redis, str]]:
+    with db.connection() as conn:
+        conn.execute("DELETE FROM system_state WHERE key IN ('kill_switch', 'breakers', 'ledger')")
+    prefix = f"poison-{unique}:"
+    bus = RedisStreamsBus(redis_url, prefix=prefix)
+    raw = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    runtime = Runtime(settings=settings.model_copy(update={"bus_block_ms": 50, "bus_reclaim_idle_ms": 200}), db=db,
+                      bus=bus)  # fmt: skip
+    yield runtime, bus, raw, prefix
+    keys = [key async for key in raw.scan_iter(match=prefix + "*")]
+    if keys:
+        await raw.delete(*keys)
+    await raw.aclose()
+    await bus.close()
+
+
+def _worker(runtime: Runtime) -> ExecutionWorker:
+    feed = ManualPriceFeed()
+    feed.push("BTC/USD", PriceBar(int(time.time() * 1000), PRICE, PRICE, PRICE, PRICE, Decimal(1000)))
+    broker = PaperBroker(PaperBrokerConfig(name="paper", initial_balances={"USD": Decimal(100_000)}), feed)
+    return ExecutionWorker(runtime, build_order_manager(runtime, Router({"paper": broker})), name="poison-worker")
+
+
+async def _approve(runtime: Runtime) -> str:
+    intent = OrderIntent(account="paper", symbol="BTC/USD", side="buy", type="market", quantity=Decimal("0.01"))
+    request = await approvals.propose_order(runtime.db, runtime.bus, runtime.settings, intent, TRADER, "poison")
+    assert request.status == "pending", request.decision_reason
+    await approvals.decide(runtime.db, runtime.bus, runtime.settings, request.id, APPROVER, approve=True,
+                           auth="password")  # fmt: skip
+    return request.id
+
+
+async def _filled(runtime: Runtime, approval_id: str, timeout: float = 30) -> OrderRecord:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with runtime.db.connection() as conn:
+            record = get_order(conn, approval_id=approval_id)
+        if record is not None and record.status is OrderStatus.FILLED:
+            return record
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the approved order {approval_id} was not executed within {timeout}s")
+
+
+async def test_junk_on_the_stream_is_dead_lettered_and_the_next_approval_executes(
+    line: tuple[Runtime, RedisStreamsBus, aioredis.Redis, str],
+) -> None:
+    runtime, bus, raw, prefix = line
+    stream = prefix + APPROVED_TOPIC
+    await bus.ensure_group(f"{APPROVED_TOPIC}.dead", "inspect")
+    before = {why: DEAD_LETTERS.labels(topic=APPROVED_TOPIC, why=why)._value.get() for why in ("poison", "retries")}
+    for fields in POISON.values():
+        await raw.xadd(stream, fields)  # type: ignore[arg-type]
+    worker = _worker(runtime)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        approval_id = await _approve(runtime)  # queued behind every piece of junk
+        record = await _filled(runtime, approval_id)
+        assert record.filled_quantity == Decimal("0.01")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    dead = await bus.read(f"{APPROVED_TOPIC}.dead", "inspect", "c", count=100)
+    assert len(dead) == len(POISON)
+    reasons = [m.payload["reason"] for m in dead]
+    assert "the payload is a JSON null, not an object" in reasons and "the payload is not JSON" in reasons
+    assert "the entry has no 'p' field" in reasons and "the payload is a JSON list, not an object" in reasons
+    assert sum("approval_id" in r for r in reasons) == 4  # null, 10 kB, a list, missing (the empty object)
+    assert await bus.pending(APPROVED_TOPIC, "execution") == 0
+    poisoned = DEAD_LETTERS.labels(topic=APPROVED_TOPIC, why="poison")._value.get() - before["poison"]
+    assert poisoned == len(POISON)
+
+
+async def test_a_consumer_group_lost_with_redis_is_made_again(
+    line: tuple[Runtime, RedisStreamsBus, aioredis.Redis, str],
+) -> None:
+    runtime, _, raw, prefix = line
+    worker = _worker(runtime)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        first = await _approve(runtime)
+        await _filled(runtime, first)
+        await raw.delete(prefix + APPROVED_TOPIC)  # what an empty Redis after a restart looks like to the worker
+        second = await _approve(runtime)
+        await _filled(runtime, second)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
