@@ -33,6 +33,13 @@ def _first_line(error: BaseException) -> str:
     return redact_text(text[0] if text else type(error).__name__)
 
 
+def _lost_server(error: psycopg.OperationalError) -> bool:
+    """The server is away or restarting (not a cancelled query or a lock timeout, which are the caller's)."""
+    if isinstance(error, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable):
+        return False
+    return error.sqlstate is None or error.sqlstate.startswith(("08", "57P"))  # connection exceptions, shutdowns
+
+
 def check_url(url: str) -> str:
     """Validate a database URL's syntax; return it normalised for SQLAlchemy-free use."""
     url = re.sub(r"^postgresql\+psycopg2?://", "postgresql://", url.strip())
@@ -62,6 +69,12 @@ class Database:
                 yield conn
         except PoolTimeout as error:
             raise DatabaseUnavailableError(f"database {describe_target(self.url)} is not answering") from error
+        except psycopg.OperationalError as error:
+            if not _lost_server(error):
+                raise
+            raise DatabaseUnavailableError(
+                f"database {describe_target(self.url)} went away: {_first_line(error)}"
+            ) from error
 
     def ping(self) -> bool:
         try:
@@ -111,6 +124,8 @@ def connect(settings: Settings) -> Database:
         open=True,
         timeout=settings.db_connect_timeout_s,
         name="iqts",
+        check=ConnectionPool.check_connection,  # a connection the server dropped is replaced, not handed out
+        reconnect_timeout=float("inf"),  # keep trying while the server is away: recovery needs no restart
     )
     log.info("database.connected", target=describe_target(url), embedded=embedded is not None)
     return Database(url=url, pool=pool, embedded=embedded)

@@ -11,7 +11,13 @@ from pydantic import BaseModel, ConfigDict
 
 from approvals.service import ApprovalRequest, DecisionError, RequestKind, Status, get_request, list_requests
 from approvals.users import AuthError, PermissionDeniedError
-from engine.errors import IQTSError, NotFoundError, ValidationFailedError
+from engine.errors import (
+    BusUnavailableError,
+    DatabaseUnavailableError,
+    IQTSError,
+    NotFoundError,
+    ValidationFailedError,
+)
 from engine.execution.oms import OrderRecord, get_order
 from engine.store.database import Database
 from engine.telemetry import get_logger
@@ -45,6 +51,8 @@ def http_status(error: Exception) -> int:
         return 409  # not pending, expired, changed since shown, four-eyes
     if isinstance(error, ValidationFailedError):
         return 400
+    if isinstance(error, DatabaseUnavailableError | BusUnavailableError):
+        return 503  # a dependency is away: try again, nothing was decided wrongly
     return 400
 
 
