@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     bus_block_ms: int = Field(1000, ge=1)
     bus_reclaim_idle_ms: int = Field(30_000, ge=1)
 
+    # the process plan (ui/process/plan.py): singleton duties are leader-elected through PostgreSQL advisory locks
+    leader_retry_s: float = Field(
+        5.0, gt=0, description="how often a follower tries to take a singleton duty, and the leader checks its lock"
+    )
+    risk_monitor_s: float = Field(5.0, gt=0, description="how often the risk monitor evaluates the breakers")
+
     # API / inbox / MCP over HTTP
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
