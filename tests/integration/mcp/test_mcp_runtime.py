@@ -9,6 +9,7 @@ import sys
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.shared.memory import create_connected_server_and_client_session
+from pydantic import AnyUrl
 
 from engine.audit import entries
 from engine.bus import InProcessBus
@@ -27,7 +28,7 @@ async def test_two_servers_in_one_process_keep_their_own_runtime(settings: Setti
     async with create_connected_server_and_client_session(local) as on_local:
         listed = await on_local.call_tool("list_strategies", {})
         assert not listed.isError, listed.content
-        policy = await on_local.read_resource("iqts://risk-policy")  # resources read the runtime the same way
+        policy = await on_local.read_resource(AnyUrl("iqts://risk-policy"))  # resources read the runtime too
         assert "max_order_notional" in policy.contents[0].text  # type: ignore[union-attr]
     async with create_connected_server_and_client_session(remote) as on_remote:
         refused = await on_remote.call_tool("list_strategies", {})
