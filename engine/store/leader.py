@@ -122,14 +122,15 @@ async def _lead(lock: LeaderLock, duty: Duty, stop: asyncio.Event, retry_s: floa
                 break
     finally:
         duty_stop.set()
-        done, _ = await asyncio.wait({task}, timeout=grace_s)
-        if not done:
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
+            await asyncio.wait({task}, timeout=grace_s)
+        finally:  # also when this process is being cancelled: the duty never outlives its lock
+            if not task.done():
+                task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        if task.done() and not task.cancelled() and task.exception() is not None:
-            log.error("leader.duty_failed", duty=lock.name, error=repr(task.exception()))
-        await lock.release()  # only once the duty has stopped, so a successor never overlaps with it here
+            if not task.cancelled() and task.exception() is not None:
+                log.error("leader.duty_failed", duty=lock.name, error=repr(task.exception()))
+            await lock.release()  # only once the duty has stopped, so a successor never overlaps with it here
 
 
 async def run_as_leader(

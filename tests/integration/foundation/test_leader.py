@@ -127,3 +127,33 @@ async def test_the_lock_is_exclusive_and_keyed_by_duty(db: Database, unique: str
     finally:
         for lock in (one, two, elsewhere):
             await lock.release()
+
+
+async def test_a_duty_that_ignores_its_stop_is_cancelled_and_the_lock_freed(db: Database, unique: str) -> None:
+    name = f"duty-{unique}"
+    for how in ("stop", "cancel"):
+        started, ended = asyncio.Event(), asyncio.Event()
+
+        async def stubborn(_: asyncio.Event, started: asyncio.Event = started, ended: asyncio.Event = ended) -> None:
+            started.set()
+            try:
+                await asyncio.Event().wait()  # never looks at its stop event
+            finally:
+                ended.set()
+
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_as_leader(db.url, name, stubborn, stop, retry_s=0.05, grace_s=0.1))
+        await asyncio.wait_for(started.wait(), timeout=30)
+        if how == "stop":
+            stop.set()
+            await asyncio.wait_for(task, timeout=30)
+        else:  # the process shutting down cancels the leader itself (`iqts up` after its grace)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert ended.is_set(), how
+        successor = LeaderLock(db.url, name)
+        try:
+            assert await successor.acquire(), how
+        finally:
+            await successor.release()
