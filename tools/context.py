@@ -1,5 +1,9 @@
 """What every tool shares: the runtime, who is calling, auditing, clear errors, untrusted-data marking.
 
+The runtime reaches a tool through the FastMCP lifespan context (``ctx.request_context.lifespan_context``): each
+server built by ``tools.server.build_server`` carries its own :class:`ToolRuntime`, so two servers (two apps) in one
+process never share or overwrite each other's runtime.
+
 A tool validates its input (pydantic, via its signature), calls one service function, returns a pydantic
 model. ``tool_call`` wraps that: it resolves the caller (the HTTP bearer token's user, or the local stdio
 user), checks the role, audits the call (arguments redacted), and turns IQTS errors into MCP tool errors
@@ -9,12 +13,12 @@ whose text is the one-line reason.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from mcp.server.fastmcp import Context
+from mcp.server.fastmcp import Context, FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
 from pydantic import BaseModel
 
@@ -41,24 +45,33 @@ class ToolRuntime:
     local_user: User = field(default_factory=lambda: LOCAL_USER)
 
 
-_state: dict[str, ToolRuntime] = {}
+def lifespan(tool_runtime: ToolRuntime) -> Callable[[FastMCP[Any]], AbstractAsyncContextManager[ToolRuntime]]:
+    """The FastMCP lifespan that hands ``tool_runtime`` to every request of the server (stdio: one session; HTTP:
+    each session enters it). The runtime's own lifetime belongs to the process that built it."""
+
+    @asynccontextmanager
+    async def run(_server: FastMCP[Any]) -> AsyncIterator[ToolRuntime]:
+        yield tool_runtime
+
+    return run
 
 
-def install(tool_runtime: ToolRuntime) -> None:
-    """Bind the server's tools to a runtime (once per process)."""
-    _state["current"] = tool_runtime
-
-
-def current() -> ToolRuntime:
-    try:
-        return _state["current"]
-    except KeyError:
-        raise ToolError("IQTS tools are not bound to a runtime") from None
+def current(ctx: Context[Any, Any, Any] | None) -> ToolRuntime:
+    """The runtime of the server handling this request (its lifespan context)."""
+    state: object = None
+    if ctx is not None:
+        try:
+            state = ctx.request_context.lifespan_context
+        except (ValueError, LookupError):
+            state = None
+    if not isinstance(state, ToolRuntime):
+        raise ToolError("IQTS tools are not bound to a runtime")
+    return state
 
 
 def caller(ctx: Context[Any, Any, Any] | None) -> User:
     """The user behind this call: the bearer token's (HTTP) or the local user (stdio)."""
-    state = current()
+    state = current(ctx)
     request = None
     if ctx is not None:
         try:
@@ -90,7 +103,8 @@ async def tool_call(
     role: Role = Role.VIEWER,
 ) -> T:
     """Run one tool: identity, role, audit, error mapping."""
-    runtime = current().runtime
+    state = current(ctx)
+    runtime = state.runtime
     user = caller(ctx)
     args = {k: _summary(v) for k, v in arguments.items()}
     try:
@@ -104,7 +118,7 @@ async def tool_call(
             user.username,
             "tool.error",
             f"tool:{name}",
-            {"arguments": args, "error": message, "transport": current().transport},
+            {"arguments": args, "error": message, "transport": state.transport},
         )
         raise ToolError(message) from None
     await asyncio.to_thread(
@@ -113,7 +127,7 @@ async def tool_call(
         user.username,
         "tool.call",
         f"tool:{name}",
-        {"arguments": args, "transport": current().transport},
+        {"arguments": args, "transport": state.transport},
     )
     return result
 

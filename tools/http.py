@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,6 +19,29 @@ from engine.store.database import Database
 from tools.server import build_server
 
 MCP_PATH = "/mcp"
+SDK_TRANSPORT_LOGGER = "mcp.server.streamable_http"
+
+
+class ClosedStreamFilter(logging.Filter):
+    """Drop the SDK's traceback for a stream its own session closed.
+
+    When a client ends its session (``DELETE /mcp``) or the server stops, the SDK's transport closes the session's
+    streams while its standalone SSE writer still reads one, and logs ``Error in standalone SSE writer`` with an
+    ``anyio.ClosedResourceError`` traceback (mcp 1.x): an orderly end reported as an error. Other errors pass.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        # matched by name: anyio is the SDK's dependency, not ours (deptry), and the class is all we need of it
+        kind = type(error)
+        return not (kind.__name__ == "ClosedResourceError" and kind.__module__.startswith("anyio"))
+
+
+def quiet_orderly_session_ends() -> None:
+    """Install :class:`ClosedStreamFilter` on the SDK's transport logger (once per process)."""
+    logger = logging.getLogger(SDK_TRANSPORT_LOGGER)
+    if not any(isinstance(f, ClosedStreamFilter) for f in logger.filters):
+        logger.addFilter(ClosedStreamFilter())
 
 
 class BearerAuth:
@@ -63,6 +87,7 @@ class BearerAuth:
 
 def mcp_route(runtime: Runtime) -> tuple[Route, Any]:
     """The ``/mcp`` route and an async context manager to run its session manager in the app's lifespan."""
+    quiet_orderly_session_ends()
     server = build_server(runtime, transport="http", streamable_http_path=MCP_PATH)
     server.streamable_http_app()  # creates the session manager
     manager = server.session_manager

@@ -149,8 +149,9 @@ def _approval_out(request: ApprovalRequest, runtime: Runtime) -> ApprovalOut:
     )
 
 
-def _requester(user: User, session: str | None) -> Requester:
-    return Requester(user=user.username, kind="mcp" if current().transport == "http" else "cli", session=session)
+def _requester(ctx: Context[Any, Any, Any], user: User) -> Requester:
+    kind = "mcp" if current(ctx).transport == "http" else "cli"
+    return Requester(user=user.username, kind=kind, session=ctx.client_id)
 
 
 def register(server: FastMCP[Any]) -> None:
@@ -246,7 +247,7 @@ def register(server: FastMCP[Any]) -> None:
                 runtime.bus,
                 runtime.settings,
                 intent,
-                _requester(user, ctx.client_id),
+                _requester(ctx, user),
                 rationale,
                 evidence or [],
             )
@@ -265,7 +266,7 @@ def register(server: FastMCP[Any]) -> None:
 
         async def run(runtime: Runtime, user: User) -> ApprovalOut:
             request = await approvals.propose_cancel(
-                runtime.db, runtime.bus, runtime.settings, order_id, _requester(user, ctx.client_id), rationale
+                runtime.db, runtime.bus, runtime.settings, order_id, _requester(ctx, user), rationale
             )
             return _approval_out(request, runtime)
 

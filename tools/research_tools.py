@@ -1,9 +1,10 @@
 """Research tools: strategies, stored backtests, Optuna studies, walk-forward validation, run comparison and
 technical indicators over stored series.
 
-Every backtest and study a tool runs is stored (``engine.research``) and journaled in the knowledge base in the
-background; ids (``bt_...``, ``st_...``) can be cited as evidence when proposing an order. Metrics are plain
-fractions (0.1 = 10 %); a metric is null when undefined (no trades, zero deviation) or infinite.
+Every backtest and study a tool runs is stored (``engine.research``) and journaled in the knowledge base before the
+tool answers (in-line, so a session that ends right after the call loses nothing); ids (``bt_...``, ``st_...``) can
+be cited as evidence when proposing an order. Metrics are plain fractions (0.1 = 10 %); a metric is null when
+undefined (no trades, zero deviation) or infinite.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ RUNS = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint
 MAX_TRIALS = 2000
 MAX_INDICATOR_WINDOW = 500
 INDICATOR_HISTORY = 100_000  # bars read before the window at most (indicators warm up on them)
-_background: set[asyncio.Task[Any]] = set()
 
 
 # -- models -------------------------------------------------------------------------------------------------------
@@ -229,13 +229,6 @@ def _journal() -> Any:
     return journal_entry
 
 
-def _in_background(work: Callable[[], None]) -> None:
-    """Journal notes embed text (about a second): written after the tool has answered."""
-    task = asyncio.get_running_loop().create_task(asyncio.to_thread(work))
-    _background.add(task)
-    task.add_done_callback(_background.discard)
-
-
 ProgressFn = Callable[[int, int, str], None]
 
 
@@ -414,7 +407,7 @@ def register(server: FastMCP[Any]) -> None:
 
         async def run(runtime: Runtime, user: User) -> BacktestOut:
             from engine.research.backtests import backtest
-            from engine.research.runs import journal_run, load_arrays
+            from engine.research.runs import load_arrays
 
             config = _config(
                 fee=fee,
@@ -439,13 +432,11 @@ def register(server: FastMCP[Any]) -> None:
                     exchange=exchange,
                     start_ms=_ms(start),
                     end_ms=_ms(end),
+                    journal=_journal(),
                 )
-                await report(1, "stored")
+                await report(1, "stored and journaled")
                 ts, equity = await asyncio.to_thread(load_arrays, runtime.db, outcome.record.id)
                 await report(2, "done")
-            writer = _journal()
-            if writer is not None:
-                _in_background(lambda: journal_run(runtime.db, outcome.record, writer))
             return _backtest_out(outcome.record, ts, equity)
 
         return await tool_call("run_backtest", ctx, args, run, role=Role.TRADER)
@@ -502,7 +493,7 @@ def register(server: FastMCP[Any]) -> None:
         args = {"strategy": strategy, "symbol": symbol, "trials": trials, "objectives": objectives}
 
         async def run(runtime: Runtime, user: User) -> StudyOut:
-            from engine.research.optimize import journal_study, optimize
+            from engine.research.optimize import optimize
 
             config = _config(fee=fee, direction=direction)
             spec, bars = await asyncio.to_thread(
@@ -529,10 +520,8 @@ def register(server: FastMCP[Any]) -> None:
                     f"mcp:{user.username}",
                     bars=bars,
                     progress=_thread_progress(report),
+                    journal=_journal(),
                 )
-            writer = _journal()
-            if writer is not None:
-                _in_background(lambda: journal_study(runtime.db, result, writer))
             return StudyOut(
                 study_id=result.study_id,
                 strategy=result.strategy,

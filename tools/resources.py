@@ -37,7 +37,7 @@ def register(server: FastMCP[Any]) -> None:
         """The active risk policy (YAML) that every pre-trade check applies."""
         from engine.risk.store import stored_policy
 
-        stored = await asyncio.to_thread(stored_policy, current().runtime.db)
+        stored = await asyncio.to_thread(stored_policy, current(server.get_context()).runtime.db)
         return stored.body
 
     @server.resource("iqts://recent-runs", name="recent-runs", mime_type="application/json")
@@ -47,5 +47,5 @@ def register(server: FastMCP[Any]) -> None:
             from engine.research.runs import recent_runs as fetch
         except ModuleNotFoundError:
             return json.dumps([])
-        rows = await asyncio.to_thread(fetch, current().runtime.db, 20)
+        rows = await asyncio.to_thread(fetch, current(server.get_context()).runtime.db, 20)
         return json.dumps([r.model_dump(mode="json") for r in rows], indent=2)

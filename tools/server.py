@@ -39,8 +39,7 @@ def transport_security(runtime: Runtime) -> TransportSecuritySettings:
 
 
 def build_server(runtime: Runtime, *, transport: str, streamable_http_path: str = "/mcp") -> FastMCP[Any]:
-    """A FastMCP server bound to ``runtime``."""
-    context.install(context.ToolRuntime(runtime=runtime, transport=transport))
+    """A FastMCP server bound to ``runtime`` through its lifespan context (no process-wide state)."""
     server: FastMCP[Any] = FastMCP(
         "iqts",
         instructions=INSTRUCTIONS,
@@ -49,6 +48,7 @@ def build_server(runtime: Runtime, *, transport: str, streamable_http_path: str 
         json_response=False,
         log_level="WARNING",
         transport_security=transport_security(runtime),
+        lifespan=context.lifespan(context.ToolRuntime(runtime=runtime, transport=transport)),
     )
     for name in TOOL_MODULES:
         try:

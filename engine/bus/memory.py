@@ -1,7 +1,8 @@
 """The in-process bus (the embedded default): Redis Streams semantics inside one event loop.
 
 Messages live in memory, so they survive a consumer's death but not the process's; production uses
-``RedisStreamsBus``. Use it from a single event loop.
+``RedisStreamsBus``. Each topic is a bounded ring: it keeps its last ``maxlen`` messages (per topic), so a topic
+nobody reads (live trades on the embedded defaults) never grows without bound. Use it from a single event loop.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ import asyncio
 import copy
 import json
 import time
+from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.bus.protocol import Message
+from engine.bus.protocol import DEFAULT_MAXLEN, Message
 
 
 @dataclass
@@ -31,8 +34,20 @@ class _Group:
 
 @dataclass
 class _Topic:
-    entries: list[dict[str, Any]] = field(default_factory=list)
+    """The retained window of a topic: ``entries[0]`` is message number ``base`` (0-based, ids are 1-based)."""
+
+    entries: deque[dict[str, Any]]
+    published: int = 0
     groups: dict[str, _Group] = field(default_factory=dict)
+
+    @property
+    def base(self) -> int:
+        return self.published - len(self.entries)
+
+    def entry(self, index: int) -> dict[str, Any] | None:
+        if index < self.base or index >= self.published:
+            return None
+        return self.entries[index - self.base]
 
 
 def _now_ms() -> float:
@@ -40,32 +55,43 @@ def _now_ms() -> float:
 
 
 class InProcessBus:
-    """Topics as in-memory logs with consumer groups, acks and reclaim."""
+    """Topics as bounded in-memory logs with consumer groups, acks and reclaim."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, maxlen: int = DEFAULT_MAXLEN, topic_maxlen: Mapping[str, int] | None = None) -> None:
         self._topics: dict[str, _Topic] = {}
         self._changed = asyncio.Condition()
+        self._maxlen = maxlen
+        self._topic_maxlen = dict(topic_maxlen or {})
+
+    def maxlen(self, topic: str) -> int:
+        """How many messages ``topic`` keeps."""
+        return self._topic_maxlen.get(topic, self._maxlen)
 
     def _topic(self, name: str) -> _Topic:
-        return self._topics.setdefault(name, _Topic())
+        found = self._topics.get(name)
+        if found is None:
+            found = self._topics[name] = _Topic(entries=deque(maxlen=self.maxlen(name)))
+        return found
 
     def _message(self, topic: str, index: int, deliveries: int) -> Message:
-        payload = copy.deepcopy(self._topics[topic].entries[index])
-        return Message(id=str(index + 1), topic=topic, payload=payload, deliveries=deliveries)
+        entry = self._topics[topic].entry(index)
+        assert entry is not None
+        return Message(id=str(index + 1), topic=topic, payload=copy.deepcopy(entry), deliveries=deliveries)
 
     async def publish(self, topic: str, payload: dict[str, Any]) -> str:
         # round-trip through JSON so the in-process bus accepts exactly what Redis would
         entry = json.loads(json.dumps(payload, default=str))
         async with self._changed:
             log = self._topic(topic)
-            log.entries.append(entry)
+            log.entries.append(entry)  # the deque drops the oldest beyond maxlen
+            log.published += 1
             self._changed.notify_all()
-            return str(len(log.entries))
+            return str(log.published)
 
     async def ensure_group(self, topic: str, group: str, *, start: str = "0") -> None:
         log = self._topic(topic)
         if group not in log.groups:
-            log.groups[group] = _Group(next_index=0 if start == "0" else len(log.entries))
+            log.groups[group] = _Group(next_index=log.base if start == "0" else log.published)
 
     def _group(self, topic: str, group: str) -> _Group:
         try:
@@ -75,9 +101,10 @@ class InProcessBus:
 
     def _take(self, topic: str, group: str, consumer: str, count: int) -> list[Message]:
         state = self._group(topic, group)
-        entries = self._topics[topic].entries
+        log = self._topics[topic]
+        state.next_index = max(state.next_index, log.base)  # a reader further behind than the window lost the oldest
         taken: list[Message] = []
-        while state.next_index < len(entries) and len(taken) < count:
+        while state.next_index < log.published and len(taken) < count:
             index = state.next_index
             state.next_index += 1
             state.pending[index] = _Pending(consumer, _now_ms(), 1)
@@ -108,11 +135,15 @@ class InProcessBus:
         self, topic: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 100
     ) -> list[Message]:
         state = self._group(topic, group)
+        log = self._topics[topic]
         now = _now_ms()
         claimed: list[Message] = []
         for index in sorted(state.pending):
             if len(claimed) >= count:
                 break
+            if index < log.base:  # trimmed while pending: dropped, as Redis's XAUTOCLAIM does
+                del state.pending[index]
+                continue
             entry = state.pending[index]
             if now - entry.delivered_at >= min_idle_ms:
                 entry.consumer, entry.delivered_at = consumer, now

@@ -7,13 +7,21 @@ Contract every implementation keeps (tests/contract/test_bus_contract.py runs ag
 * ``ack`` removes a message from the pending list; an acked message is never delivered to that group again.
 * ``reclaim`` hands the pending messages that have been idle for at least ``min_idle_ms`` (their consumer
   died or hung) to another consumer, counting the delivery; nothing is lost and nothing acked comes back.
+* Retention: a topic keeps at least its last ``maxlen`` messages (per topic, configurable); older ones are
+  trimmed whether or not a group has read them (Redis may keep a few more: it trims whole stream nodes). A
+  consumer that falls further behind than that loses the oldest messages, never the newer ones; a trimmed
+  message still pending is dropped from the pending list when reclaimed. So every message the product must not
+  lose (an approved order) also lives in the database, which workers sweep.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
+
+DEFAULT_MAXLEN: Final = 10_000
+"""Messages kept per topic unless configured (``IQTS_BUS_MAXLEN``, ``IQTS_BUS_MAXLEN_TOPICS``)."""
 
 
 class Message(BaseModel):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from engine.bus.protocol import Message
+from engine.bus.protocol import DEFAULT_MAXLEN, Message
 from engine.errors import BusUnavailableError
 from engine.telemetry import get_logger
 
@@ -39,12 +40,25 @@ def _no_group(error: ResponseError) -> bool:
 
 
 class RedisStreamsBus:
-    """Each topic is the stream ``<prefix><topic>``; payloads are one JSON field."""
+    """Each topic is the stream ``<prefix><topic>``, capped at about ``maxlen(topic)`` entries; payloads are one JSON
+    field."""
 
-    def __init__(self, url: str, *, prefix: str = "iqts:", maxlen: int | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "iqts:",
+        maxlen: int = DEFAULT_MAXLEN,
+        topic_maxlen: Mapping[str, int] | None = None,
+    ) -> None:
         self._redis = aioredis.Redis.from_url(url, decode_responses=True)
         self._prefix = prefix
         self._maxlen = maxlen
+        self._topic_maxlen = dict(topic_maxlen or {})
+
+    def maxlen(self, topic: str) -> int:
+        """How many messages ``topic`` keeps at least (``XADD ... MAXLEN ~ N``)."""
+        return self._topic_maxlen.get(topic, self._maxlen)
 
     def _key(self, topic: str) -> str:
         return self._prefix + topic
@@ -57,7 +71,7 @@ class RedisStreamsBus:
         data = json.dumps(payload, default=str)
         try:
             msg_id = await self._redis.xadd(
-                self._key(topic), {_PAYLOAD_FIELD: data}, maxlen=self._maxlen, approximate=True
+                self._key(topic), {_PAYLOAD_FIELD: data}, maxlen=self.maxlen(topic), approximate=True
             )
         except RedisError as error:
             raise BusUnavailableError(f"cannot publish to Redis: {error}") from error

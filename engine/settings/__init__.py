@@ -73,6 +73,18 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = None
     bus_block_ms: int = Field(1000, ge=1)
     bus_reclaim_idle_ms: int = Field(30_000, ge=1)
+    # retention: each topic keeps (at least) its last N messages; older ones are trimmed (Redis XADD MAXLEN ~ N, a
+    # ring on the in-process bus). Orders never depend on it: the database is the outbox and workers sweep it.
+    bus_maxlen: int = Field(10_000, ge=10, description="messages kept per topic")
+    bus_maxlen_topics: dict[str, int] = Field(
+        default_factory=dict, description='per-topic retention, JSON {"market.trades": 100000}'
+    )
+
+    # the process plan (ui/process/plan.py): singleton duties are leader-elected through PostgreSQL advisory locks
+    leader_retry_s: float = Field(
+        5.0, gt=0, description="how often a follower tries to take a singleton duty, and the leader checks its lock"
+    )
+    risk_monitor_s: float = Field(5.0, gt=0, description="how often the risk monitor evaluates the breakers")
 
     # API / inbox / MCP over HTTP
     api_host: str = "127.0.0.1"
@@ -125,6 +137,14 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
             return None
+        return value
+
+    @field_validator("bus_maxlen_topics")
+    @classmethod
+    def _positive_retention(cls, value: dict[str, int]) -> dict[str, int]:
+        small = {topic: n for topic, n in value.items() if n < 10}
+        if small:
+            raise ValueError(f"a topic keeps at least 10 messages: {small}")
         return value
 
     @property

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import pytest
 
@@ -12,13 +14,35 @@ from engine.bus.consumer import process_once
 from engine.bus.protocol import Message
 from engine.bus.redis_streams import RedisStreamsBus
 
+T = TypeVar("T")
+RETAINED = 50  # the retention of the topics the retention tests use (every other topic keeps the default)
+
+
+def _make(kind: str, redis_url: str, unique: str) -> Bus:
+    topics = {"slow": RETAINED, "flood": RETAINED}
+    if kind == "memory":
+        return InProcessBus(topic_maxlen=topics)
+    return RedisStreamsBus(redis_url, prefix=f"test:{unique}:", topic_maxlen=topics)
+
 
 @pytest.fixture(params=["memory", "redis"])
 async def bus(request: pytest.FixtureRequest, redis_url: str, unique: str) -> AsyncIterator[Bus]:
-    impl: Bus = InProcessBus() if request.param == "memory" else RedisStreamsBus(redis_url, prefix=f"test:{unique}:")
+    impl = _make(request.param, redis_url, unique)
     assert isinstance(impl, Bus)
     yield impl
     await impl.close()
+
+
+async def eventually(what: str, attempt: Callable[[], Awaitable[T]], timeout: float = 10.0) -> T:
+    """Retry ``attempt`` until it returns something truthy (real elapsed state, not a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await attempt()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.01)
 
 
 async def test_publish_and_read_in_order(bus: Bus) -> None:
@@ -59,14 +83,12 @@ async def test_group_created_with_dollar_sees_only_new_messages(bus: Bus) -> Non
 
 async def test_read_blocks_until_a_message_arrives(bus: Bus) -> None:
     await bus.ensure_group("t", "g")
-
-    async def later() -> None:
-        await asyncio.sleep(0.1)
-        await bus.publish("t", {"late": 1})
-
-    task = asyncio.create_task(later())
-    got = await bus.read("t", "g", "c", block_ms=3000)
-    await task
+    reader = asyncio.create_task(bus.read("t", "g", "c", block_ms=10_000))
+    for _ in range(5):
+        await asyncio.sleep(0)  # let the read start
+    assert not reader.done()  # nothing to read yet: it waits rather than returning empty
+    await bus.publish("t", {"late": 1})
+    got = await asyncio.wait_for(reader, timeout=10)
     assert [m.payload for m in got] == [{"late": 1}]
 
 
@@ -91,8 +113,7 @@ async def test_reclaim_respects_idle_time(bus: Bus) -> None:
     await bus.publish("t", {"n": 1})
     await bus.read("t", "g", "c")
     assert await bus.reclaim("t", "g", "other", min_idle_ms=60_000) == []
-    await asyncio.sleep(0.05)
-    [again] = await bus.reclaim("t", "g", "other", min_idle_ms=10)
+    [again] = await eventually("the message to be idle 10 ms", lambda: bus.reclaim("t", "g", "other", min_idle_ms=10))
     assert again.payload == {"n": 1}
     assert again.deliveries == 2
 
@@ -105,17 +126,19 @@ async def test_crashed_consumer_messages_reach_another_exactly_once(bus: Bus) ->
 
     processed: list[int] = []
     crash_after = 4
+    hung = asyncio.Event()
 
     async def doomed_consumer() -> None:
         batch = await bus.read("orders", "workers", "doomed", count=10)
         for index, message in enumerate(batch):
             if index == crash_after:
+                hung.set()
                 await asyncio.Event().wait()  # hangs forever: the process "died" before ack
             processed.append(message.payload["n"])
             await bus.ack("orders", "workers", message.id)
 
     task = asyncio.create_task(doomed_consumer())
-    await asyncio.sleep(0.1)
+    await asyncio.wait_for(hung.wait(), timeout=10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -124,9 +147,11 @@ async def test_crashed_consumer_messages_reach_another_exactly_once(bus: Bus) ->
     async def handle(message: Message) -> None:
         processed.append(message.payload["n"])
 
-    await asyncio.sleep(0.05)
-    while await process_once(bus, "orders", "workers", "survivor", handle, block_ms=50, reclaim_idle_ms=20):
-        pass
+    async def survivor_done() -> bool:
+        await process_once(bus, "orders", "workers", "survivor", handle, block_ms=50, reclaim_idle_ms=20)
+        return len(processed) >= 20
+
+    await eventually("the survivor to process the rest", survivor_done)
     assert sorted(processed) == list(range(20))
     assert len(processed) == len(set(processed))
     assert await bus.pending("orders", "workers") == 0
@@ -157,3 +182,51 @@ async def test_payloads_must_round_trip_as_json(bus: Bus) -> None:
     await bus.publish("t", {"nested": {"a": [1, 2.5, "x", None, True]}})
     [msg] = await bus.read("t", "g", "c")
     assert msg.payload == {"nested": {"a": [1, 2.5, "x", None, True]}}
+
+
+# -- retention: a bounded window per topic -------------------------------------------------------------------------
+
+
+async def test_a_slow_consumer_gets_every_message_inside_the_window(bus: Bus) -> None:
+    """The consumer lags the producer by up to 40 messages (the window is 50) and reads 3 at a time: it gets all."""
+    await bus.ensure_group("slow", "g")
+    got: list[int] = []
+    for burst in range(5):
+        for n in range(burst * 40, burst * 40 + 40):
+            await bus.publish("slow", {"n": n})
+        while len(got) < burst * 40 + 40:
+            batch = await bus.read("slow", "g", "c", count=3)
+            assert batch, f"nothing to read with {len(got)} of {burst * 40 + 40} received"
+            got.extend(m.payload["n"] for m in batch)
+            await bus.ack("slow", "g", *(m.id for m in batch))
+    assert got == list(range(200))
+    assert await bus.pending("slow", "g") == 0
+
+
+async def test_a_consumer_beyond_the_window_loses_only_the_oldest(bus: Bus) -> None:
+    await bus.ensure_group("flood", "g")
+    await bus.ensure_group("kept", "g")
+    for n in range(1000):
+        await bus.publish("flood", {"n": n})
+        await bus.publish("kept", {"n": n})  # a topic with the default retention (10,000) keeps all
+    got: list[int] = []
+    while batch := await bus.read("flood", "g", "c", count=100):
+        got.extend(m.payload["n"] for m in batch)
+    # the newest are all there, in order; only the oldest are gone (Redis trims whole nodes: a few more may stay)
+    assert got == list(range(1000 - len(got), 1000))
+    assert RETAINED <= len(got) <= RETAINED + 200
+    kept: list[int] = []
+    while batch := await bus.read("kept", "g", "c", count=500):
+        kept.extend(m.payload["n"] for m in batch)
+    assert kept == list(range(1000))
+
+
+async def test_a_pending_message_trimmed_away_is_dropped_on_reclaim(bus: Bus) -> None:
+    await bus.ensure_group("flood", "g")
+    await bus.publish("flood", {"n": "first"})
+    [first] = await bus.read("flood", "g", "dead-consumer")
+    for n in range(1000):
+        await bus.publish("flood", {"n": n})
+    reclaimed = await bus.reclaim("flood", "g", "survivor", min_idle_ms=0)
+    assert first.id not in {m.id for m in reclaimed}
+    assert await bus.ack("flood", "g", first.id) == 0

@@ -14,6 +14,7 @@ from engine.settings import get_settings
 from engine.telemetry import redact_text
 from ui.cli import audit, bench, data, db, kb, research, risk, users
 from ui.cli.console import err, out
+from ui.process.plan import help_text
 
 app = typer.Typer(
     help="IQTS: crypto quant research and trading copilot with a human approving every order.",
@@ -32,20 +33,18 @@ app.add_typer(research.backtest_app, name="backtest")
 app.add_typer(research.optimize_app, name="optimize")
 
 
-@app.command()
+@app.command(help=help_text("up", "Start everything in one process on embedded defaults (no configuration needed)."))
 def up() -> None:
-    """Start everything on embedded defaults (API with health, metrics; later: inbox, MCP, chat, worker)."""
     from ui.cli.up import serve
 
-    asyncio.run(serve(get_settings()))
+    asyncio.run(serve(get_settings(), "up"))
 
 
-@app.command()
+@app.command(help=help_text("api", "Run the API process of the production split (beside `iqts worker`)."))
 def api() -> None:
-    """Run only the API process (REST, inbox, MCP over HTTP, /metrics): the production unit."""
     from ui.cli.up import serve
 
-    asyncio.run(serve(get_settings(), banner_title="IQTS API is up", services=False))
+    asyncio.run(serve(get_settings(), "api"))
 
 
 @app.command()
@@ -56,10 +55,14 @@ def mcp() -> None:
     asyncio.run(run_mcp_stdio(get_settings()))
 
 
-@app.command()
+@app.command(
+    help=help_text(
+        "chat",
+        "Run the chat (Chainlit) on IQTS_CHAT_PORT (8001): sign in as an IQTS user; the copilot uses the API's /mcp "
+        "(start the API with `iqts api`, or use `iqts up`, which runs the chat too).",
+    )
+)
 def chat() -> None:
-    """Run the chat (Chainlit) on IQTS_CHAT_PORT (8001): sign in as an IQTS user; the copilot uses the API's /mcp
-    (start the API with `iqts api`, or use `iqts up`, which runs the chat too)."""
     from ui.chat.config import api_url, chat_url
     from ui.chat.serve import run
 
@@ -73,9 +76,10 @@ def chat() -> None:
     run(settings, chat_settings)
 
 
-@app.command()
+@app.command(
+    help=help_text("worker", "Run the worker process of the production split (beside `iqts api`; set IQTS_REDIS_URL).")
+)
 def worker() -> None:
-    """Run the execution worker: approved orders to the venue, fills, kill switch, risk monitor."""
     from ui.cli.services import run_worker
 
     asyncio.run(run_worker(get_settings()))

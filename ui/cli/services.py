@@ -1,4 +1,4 @@
-"""Long-running processes other than the API: the MCP stdio server and the execution worker."""
+"""Long-running processes other than the API: the MCP stdio server and the worker."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import signal
 
 from engine.runtime import Runtime
 from engine.settings import Settings
-from engine.telemetry import configure_logging
+from engine.telemetry import configure_logging, get_logger
 from ui.cli.console import err
+
+log = get_logger(__name__)
+SHUTDOWN_GRACE_S = 5.0
 
 
 async def run_mcp_stdio(settings: Settings) -> None:
@@ -32,24 +35,30 @@ def stop_on_signals(stop: asyncio.Event) -> None:
 
 
 async def run_worker(settings: Settings) -> None:
+    """The worker's duties from the process plan: execution, and the singletons under their leader locks."""
     from engine.execution.modes import validate_mode
-    from engine.execution.worker import ExecutionWorker, build_order_manager
+    from ui.process.plan import duties
+    from ui.process.runner import start_background
 
     mode_check = validate_mode(settings)  # before anything starts: accounts vs mode, keys, the live confirmation
     runtime = await asyncio.to_thread(Runtime.start, settings)
     try:
         stop = asyncio.Event()
         stop_on_signals(stop)
-        manager = build_order_manager(runtime, mode_check=mode_check)
-        try:
-            worker = ExecutionWorker(runtime, manager)
-            await worker.startup()  # key permissions, reconciliation with the venues
-            err.print(
-                f"IQTS worker running in {settings.mode} mode ({runtime.bus_description} bus, accounts "
-                f"{', '.join(manager.router.accounts)})"
+        if settings.redis_url is None:
+            log.warning(
+                "worker.in_process_bus",
+                hint="set IQTS_REDIS_URL: a separate API's approvals and kill-switch messages cannot reach this "
+                "worker (it still sweeps the tables), and the notifier hears no new requests",
             )
-            await worker.run(stop)
+        background = await start_background(runtime, duties("worker"), stop, mode_check=mode_check)
+        try:
+            accounts = ", ".join(background.manager.router.accounts) if background.manager else ""
+            err.print(
+                f"IQTS worker running in {settings.mode} mode ({runtime.bus_description} bus, accounts {accounts})"
+            )
+            await stop.wait()
         finally:
-            await manager.router.close()
+            await background.stop(stop, SHUTDOWN_GRACE_S)
     finally:
         await runtime.aclose()

@@ -1,4 +1,4 @@
-"""`iqts up` and `iqts api`: run the processes on embedded defaults."""
+"""`iqts up` and `iqts api`: the API process, with the duties the process plan gives each command."""
 
 from __future__ import annotations
 
@@ -14,12 +14,15 @@ from engine.settings import Settings
 from engine.telemetry import get_logger
 from ui.api.app import create_app
 from ui.cli.console import out
+from ui.process.plan import Duty, duties
+from ui.process.runner import Background, start_background
 
 if TYPE_CHECKING:
     from ui.chat.serve import ChatChild
 
 log = get_logger(__name__)
 SHUTDOWN_GRACE_S = 5.0
+TITLES = {"up": "IQTS is up", "api": "IQTS API is up"}
 
 
 def ensure_port_free(host: str, port: int) -> None:
@@ -61,31 +64,6 @@ def load_sample_if_empty(runtime: Runtime) -> None:
     log.info("up.sample_loaded")
 
 
-async def background_services(runtime: Runtime, stop: asyncio.Event) -> list[asyncio.Task[None]]:
-    """What `iqts up` runs beside the API in the same process (and so on the same in-process bus)."""
-    from approvals.jobs import run_expiry
-    from approvals.notify import run_notifier
-    from engine.execution.worker import ExecutionWorker, build_order_manager
-    from engine.portfolio.service import portfolio_snapshot
-    from engine.risk.monitor import RiskMonitor
-
-    manager = build_order_manager(runtime)  # validates the trading mode (and asks for the live confirmation)
-    worker = ExecutionWorker(runtime, manager)
-    try:
-        await worker.startup()  # key permissions, reconciliation: a refusal stops `iqts up` here
-    except BaseException:
-        await manager.router.close()
-        raise
-    monitor = RiskMonitor(runtime.db, lambda: portfolio_snapshot(runtime.db, runtime.settings)[0])
-    interval = runtime.settings.execution_poll_s
-    return [
-        asyncio.create_task(worker.run(stop), name="worker"),
-        asyncio.create_task(monitor.run(stop, interval_s=max(interval, 5.0)), name="risk-monitor"),
-        asyncio.create_task(run_expiry(runtime, stop, interval), name="approval-expiry"),
-        asyncio.create_task(run_notifier(runtime, stop), name="notifier"),
-    ]
-
-
 def start_chat(runtime: Runtime) -> ChatChild | None:
     """The chat as a child process beside the API (None, with a warning, when its port is taken)."""
     from ui.chat.config import listen_host
@@ -110,26 +88,26 @@ async def _announce_chat(child: ChatChild) -> None:
         out.print(f"[red]the chat did not start[/]: see {child.log_path}")
 
 
-async def serve(settings: Settings, *, banner_title: str = "IQTS is up", services: bool = True) -> None:
-    """Start the runtime, the API (with the inbox and MCP) and, for `iqts up`, the worker, the risk monitor and
-    the approval expiry; on Ctrl-C stop them all, the embedded PostgreSQL included."""
+async def serve(settings: Settings, command: str = "up") -> None:
+    """Start the runtime and the duties the process plan gives ``command`` (``up``: all of them, the chat as a
+    child process; ``api``: the API with MCP over HTTP); on Ctrl-C stop them all, the embedded PostgreSQL included."""
+    plan = duties(command)
     ensure_port_free(settings.api_host, settings.api_port)
     runtime = await asyncio.to_thread(Runtime.start, settings)
     stop = asyncio.Event()
-    tasks: list[asyncio.Task[None]] = []
+    background = Background()
     chat: ChatChild | None = None
     announce: asyncio.Task[None] | None = None
     from approvals.users import ensure_initial_admin
 
     password_file = settings.state_dir / "admin-password"
     admin_password = await asyncio.to_thread(ensure_initial_admin, runtime.db, password_file)
-    if services:
+    if Duty.EXECUTION in plan:
         await asyncio.to_thread(load_sample_if_empty, runtime)
     try:
-        if services:
-            tasks = await background_services(runtime, stop)
+        background = await start_background(runtime, plan, stop)
         config = uvicorn.Config(
-            create_app(runtime),
+            create_app(runtime, with_mcp=Duty.MCP_HTTP in plan),
             host=settings.api_host,
             port=settings.api_port,
             log_config=None,
@@ -141,9 +119,9 @@ async def serve(settings: Settings, *, banner_title: str = "IQTS is up", service
         while not server.started and not task.done():
             await asyncio.sleep(0.05)
         if server.started:
-            if services:
+            if Duty.CHAT in plan:
                 chat = await asyncio.to_thread(start_chat, runtime)
-            banner(runtime, banner_title, chat.url if chat else None)
+            banner(runtime, TITLES.get(command, "IQTS is up"), chat.url if chat else None)
             if chat is not None:
                 announce = asyncio.create_task(_announce_chat(chat), name="chat-announce")
             if admin_password:
@@ -159,11 +137,7 @@ async def serve(settings: Settings, *, banner_title: str = "IQTS is up", service
             if announce is not None:
                 announce.cancel()
             await asyncio.to_thread(stop_chat, chat.process)  # its sessions end: their MCP tokens are revoked
-        stop.set()  # the services finish their round and return; what does not within the grace is cancelled
-        if tasks:
-            _done, late = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
-            for background in late:
-                background.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        # the duties finish their round and return; what does not within the grace is cancelled
+        await background.stop(stop, SHUTDOWN_GRACE_S)
         await runtime.aclose()
         out.print("IQTS stopped.")

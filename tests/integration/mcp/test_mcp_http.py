@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,6 +15,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from engine.runtime import Runtime
+from tests.support.polling import wait_for
 
 
 @asynccontextmanager
@@ -154,3 +157,21 @@ async def test_an_order_failing_risk_is_refused_at_proposal(mcp_api: tuple[str, 
         )
     assert out["status"] == "rejected" and out["risk_allowed"] is False
     assert "max_order_notional" in out["risk_summary"]
+
+
+async def test_closing_a_session_logs_no_error(
+    mcp_api: tuple[str, Runtime], viewer_token: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The SDK client ends its session with DELETE /mcp: nothing at WARNING or above, no traceback (before, the
+    SDK's transport logged "Error in standalone SSE writer" with an anyio.ClosedResourceError traceback)."""
+    url, _ = mcp_api
+    caplog.set_level(logging.DEBUG, logger="mcp")
+    async with session(url, viewer_token) as s:
+        await s.list_tools()
+
+    def writer_closed() -> bool:  # the SDK's last word on the closed session (its writer's `finally`)
+        return any(r.getMessage() == "Closing standalone SSE writer" for r in caplog.records)
+
+    await asyncio.to_thread(wait_for, "the server to close the session's SSE writer", writer_closed, timeout=30)
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+    assert not loud, [(r.name, r.levelname, r.getMessage()) for r in loud]

@@ -1,0 +1,1 @@
+"""The process plan: which duty each IQTS command runs, and how the background duties are started."""
