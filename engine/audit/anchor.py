@@ -16,6 +16,7 @@ Rows written after the last checkpoint are protected by the chain only until the
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import hashlib
@@ -149,6 +150,20 @@ def anchor_for(settings: Settings) -> AuditAnchor:
 def checkpoint(db: Database, settings: Settings) -> Checkpoint | None:
     """Checkpoint the head into the deployment's anchor (the periodic duty and ``iqts audit checkpoint``)."""
     return anchor_for(settings).checkpoint(db)
+
+
+async def run_anchor(db: Database, settings: Settings, stop: asyncio.Event) -> None:
+    """The anchor duty: checkpoint the head every ``audit_checkpoint_s`` until stopped (and once more at the end)."""
+    anchor = anchor_for(settings)
+    while True:
+        try:
+            await asyncio.to_thread(anchor.checkpoint, db)
+        except Exception as error:  # the database is away: the next round catches up
+            log.warning("audit.checkpoint_failed", error=str(error)[:200])
+        if stop.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=settings.audit_checkpoint_s)
 
 
 def verify_anchored(db: Database, settings: Settings) -> AuditVerification:

@@ -21,6 +21,7 @@ class Duty(StrEnum):
     RISK_MONITOR = "risk-monitor"
     APPROVAL_EXPIRY = "approval-expiry"
     NOTIFIER = "notifier"
+    AUDIT_ANCHOR = "audit-anchor"
     CHAT = "chat"
 
 
@@ -40,6 +41,9 @@ SERVICES: Final[tuple[Service, ...]] = (
     Service(Duty.RISK_MONITOR, "daily loss, drawdown and VaR breakers (trip and persist)", singleton=True),
     Service(Duty.APPROVAL_EXPIRY, "pending approval requests past their TTL become expired", singleton=True),
     Service(Duty.NOTIFIER, "webhook/Telegram message for each new pending request", singleton=True),
+    Service(
+        Duty.AUDIT_ANCHOR, "the audit chain's head signed into the anchor file outside the database", singleton=True
+    ),
     Service(Duty.CHAT, "the Chainlit chat hosting the agent (a child process of `iqts up`)"),
 )
 
@@ -48,7 +52,7 @@ BY_DUTY: Final[dict[Duty, Service]] = {s.duty: s for s in SERVICES}
 COMMANDS: Final[dict[str, tuple[Duty, ...]]] = {
     "up": tuple(s.duty for s in SERVICES),
     "api": (Duty.API, Duty.MCP_HTTP),
-    "worker": (Duty.EXECUTION, Duty.RISK_MONITOR, Duty.APPROVAL_EXPIRY, Duty.NOTIFIER),
+    "worker": (Duty.EXECUTION, Duty.RISK_MONITOR, Duty.APPROVAL_EXPIRY, Duty.NOTIFIER, Duty.AUDIT_ANCHOR),
     "chat": (Duty.CHAT,),
 }
 """The duties each long-running command runs (``iqts mcp`` serves one stdio client and runs no duty)."""
@@ -59,7 +63,13 @@ DEPLOYMENTS: Final[dict[str, tuple[str, ...]]] = {
 }
 """The supported deployment shapes: which commands run side by side (replicas of a command are allowed)."""
 
-BACKGROUND: Final[tuple[Duty, ...]] = (Duty.EXECUTION, Duty.RISK_MONITOR, Duty.APPROVAL_EXPIRY, Duty.NOTIFIER)
+BACKGROUND: Final[tuple[Duty, ...]] = (
+    Duty.EXECUTION,
+    Duty.RISK_MONITOR,
+    Duty.APPROVAL_EXPIRY,
+    Duty.NOTIFIER,
+    Duty.AUDIT_ANCHOR,
+)
 """The duties that run as asyncio tasks beside (or instead of) the API."""
 
 

@@ -59,6 +59,10 @@ def singleton_duty(runtime: Runtime, duty: Duty) -> DutyFn:
         from approvals.notify import run_notifier
 
         return lambda stop: run_notifier(runtime, stop)
+    if duty is Duty.AUDIT_ANCHOR:
+        from engine.audit.anchor import run_anchor
+
+        return lambda stop: run_anchor(runtime.db, settings, stop)
     raise ValueError(f"{duty} is not a singleton duty")
 
 

@@ -203,3 +203,17 @@ def test_a_forged_anchor_line_is_reported(clean_audit: Database, anchor: AuditAn
     result = audit.verify(clean_audit, anchor)
     assert (result.ok, result.kind) == (False, "anchor_forged")
     assert result.problem is not None and "line 2" in result.problem and "bad signature" in result.problem
+
+
+async def test_the_anchor_duty_checkpoints_and_ends_with_a_last_one(
+    clean_audit: Database, anchor: AuditAnchor, settings: Settings
+) -> None:
+    import asyncio
+
+    from engine.audit.anchor import run_anchor
+
+    _fill(clean_audit, 2)
+    stop = asyncio.Event()
+    stop.set()  # one round, then the final checkpoint, then it returns
+    await asyncio.wait_for(run_anchor(clean_audit, settings, stop), 30)
+    assert [p.seq for p in anchor.checkpoints()] == [2]
