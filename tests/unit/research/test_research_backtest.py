@@ -331,6 +331,24 @@ def test_bad_input_is_a_clear_error(btc_2k: Bars) -> None:
         run_grid("sma_cross", btc_2k, [{}]).metric("sharp")
 
 
+@pytest.mark.parametrize(
+    ("column", "value", "rule"),
+    [
+        ("open", 0.0, r"a price <= 0"),
+        ("close", -5.0, r"a price <= 0"),
+        ("low", 0.0, r"a price <= 0"),
+        ("high", 1.0, r"high < low"),
+        ("volume", -1.0, r"negative volume"),
+    ],
+)
+def test_impossible_bars_are_refused_naming_the_bar(btc_2k: Bars, column: str, value: float, rule: str) -> None:
+    frame = btc_2k.to_frame()
+    frame.loc[11, column] = value
+    when = str(btc_2k.ts[11].astype("datetime64[s]"))
+    with pytest.raises(ValidationFailedError, match=rf"data BTC/USD: bar 11 at {when}Z has {rule}"):
+        Bars.from_frame(frame, timeframe="1h", symbol="BTC/USD")
+
+
 def test_grid_can_skip_invalid_combinations(btc_2k: Bars) -> None:
     result = run_grid("sma_cross", btc_2k, {"fast": [10, 60], "slow": [20, 50]}, skip_invalid=True)
     assert [(p["fast"], p["slow"]) for p in result.params] == [(10, 20), (10, 50)]
