@@ -240,6 +240,10 @@ def test_stops_gap_take_profit_and_trailing_by_hand() -> None:
     take = hand_bars([(100, 100, 100, 100), (100, 101, 99, 100), (101, 111, 100, 105)])
     (trade,) = run_targets(take, [1, 1, 1], BacktestConfig(fee=0.0, take_profit=0.1)).trades
     assert trade["exit_price"] == pytest.approx(110.0) and REASONS[trade["exit_reason"]] == "take_profit"
+    slipped = run_targets(take, [1, 1, 1], BacktestConfig(fee=0.0, slippage=0.005, take_profit=0.1)).trades
+    # a take-profit is a limit: filled at entry * 1.1 exactly, where the entry itself was slipped (a market buy)
+    assert slipped[0]["exit_price"] == pytest.approx(100.5 * 1.1) and slipped[0]["entry_price"] == pytest.approx(100.5)
+    assert REASONS[slipped[0]["exit_reason"]] == "take_profit"
 
     both = hand_bars([(100, 100, 100, 100), (100, 101, 99, 100), (100, 111, 94, 105)])
     (trade,) = run_targets(both, [1, 1, 1], BacktestConfig(fee=0.0, stop_loss=0.05, take_profit=0.1)).trades
