@@ -6,7 +6,8 @@ first bar (``anchored``). Per window the parameters are optimised on the trainin
 ``trials`` trials, the study's objective) and the best are traded over the test window: the backtest runs from
 the training window's start through the test window (so indicators are warm and a position held at the boundary
 carries on, as it would live) and the test window's metrics are taken from that run's equity, trades and fills
-inside the test window only.
+inside the test window only: a trade opened in the training window counts only the P&L it made after the
+training window's last close (:func:`segment_trades`).
 
 The report holds, per window and over all: in-sample (IS) against out-of-sample (OOS) Sharpe ratio and return,
 the degradation ``1 - OOS / IS`` of the Sharpe ratio, the walk-forward efficiency (OOS over IS annualised return,
@@ -132,15 +133,34 @@ def _window_metrics(m: Metrics) -> WindowMetrics:
     )
 
 
+def segment_trades(result: BacktestResult, bars: Bars, start: int) -> tuple[Any, Any]:
+    """P&L and return of the closed trades that end in bars ``start..``, counting only what they made there.
+
+    A trade opened before ``start`` is split at the close of bar ``start - 1``, as the segment's equity is: its
+    segment P&L is ``side * qty * (exit - close[start-1])`` minus the exit fee (the entry fee was paid before),
+    its return that P&L over the position's value at that close. Trades opened inside are unchanged."""
+    closed = result.closed_trades
+    inside = closed[closed["exit_index"] >= start]
+    pnl = inside["pnl"].astype(np.float64)
+    ret = inside["return"].astype(np.float64)
+    carried = inside["entry_index"] < start
+    if carried.any():
+        mark = float(bars.close[start - 1])
+        qty = inside["qty"][carried]
+        exit_px = inside["exit_price"][carried]
+        pnl[carried] = inside["side"][carried] * qty * (exit_px - mark) - qty * exit_px * result.config.fee
+        ret[carried] = pnl[carried] / (qty * mark)
+    return pnl, ret
+
+
 def segment_metrics(result: BacktestResult, bars: Bars, start: int, bars_per_year: float) -> tuple[Metrics, Any]:
-    """Metrics of bars ``start..`` of a run (equity rebased at the close before ``start``); and those bars'
-    equity returns."""
+    """Metrics of bars ``start..`` of a run (equity rebased at the close before ``start``, trades split there by
+    :func:`segment_trades`); and those bars' equity returns."""
     if start < 1:
         raise ValueError("a segment needs a bar before it")
     equity = result.equity[start:]
     base = float(result.equity[start - 1])
-    closed = result.closed_trades
-    inside = closed[closed["exit_index"] >= start]
+    trade_pnl, trade_return = segment_trades(result, bars, start)
     fills = result.fills
     fills = fills[fills["index"] >= start]
     metrics = compute_metrics(
@@ -149,8 +169,8 @@ def segment_metrics(result: BacktestResult, bars: Bars, start: int, bars_per_yea
         bars_per_year=bars_per_year,
         benchmark_return=float(bars.close[-1] / bars.close[start - 1] - 1.0),
         position=result.positions[start:],
-        trade_pnl=inside["pnl"],
-        trade_return=inside["return"],
+        trade_pnl=trade_pnl,
+        trade_return=trade_return,
         fill_notional=np.abs(fills["qty"] * fills["price"]),
     )
     return metrics, bar_returns(equity, base)

@@ -9,13 +9,14 @@ import pytest
 
 from engine.backtest.bars import Bars
 from engine.backtest.config import BacktestConfig
-from engine.backtest.vectorized import run_backtest
+from engine.backtest.vectorized import run_backtest, run_targets
 from engine.errors import ValidationFailedError
 from engine.research.data import resolve_and_load
 from engine.research.studies import StudySpec, get_study, parse_objectives
 from engine.research.walkforward import (
     WalkForwardConfig,
     segment_metrics,
+    segment_trades,
     stored_walk_forward,
     walk_forward,
     window_bounds,
@@ -42,6 +43,24 @@ def test_segment_metrics_measure_only_the_segment(btc: tuple[object, Bars]) -> N
     assert metrics.benchmark_return == pytest.approx(bars.close[-1] / bars.close[5999] - 1, rel=1e-12)
     inside = run.closed_trades[run.closed_trades["exit_index"] >= 6000]
     assert metrics.n_trades == len(inside) > 0
+
+
+def test_a_trade_carried_into_the_test_window_counts_only_its_test_window_pnl() -> None:
+    closes = [100.0, 100.0, 150.0, 160.0, 170.0, 180.0, 180.0]  # bought at bar 1's open, up 50 % before bar 3
+    bars = Bars.from_arrays(closes, closes, closes, closes, timeframe="1h")
+    run = run_targets(bars, [1, 1, 1, 1, 0, 0, 0], BacktestConfig(fee=0.001))
+    (trade,) = run.closed_trades
+    assert (trade["entry_index"], trade["exit_index"]) == (1, 5)
+    pnl, ret = segment_trades(run, bars, 3)
+    # flat at the end: the segment's trade P&L is exactly its equity change (rebased at bar 2's close)
+    assert pnl[0] == pytest.approx(run.equity[-1] - run.equity[2], rel=1e-12)
+    assert pnl[0] == pytest.approx(trade["qty"] * (180.0 - 150.0) - trade["qty"] * 180.0 * 0.001, rel=1e-12)
+    assert ret[0] == pytest.approx(pnl[0] / (trade["qty"] * 150.0), rel=1e-12)
+    assert pnl[0] < trade["pnl"]  # the training window's 50 % is not in it
+    metrics, _ = segment_metrics(run, bars, 3, 8760)
+    assert metrics.expectancy == pytest.approx(ret[0], rel=1e-12)
+    untouched, _ = segment_trades(run, bars, 1)
+    assert untouched[0] == trade["pnl"]
 
 
 def test_walk_forward_on_the_real_sample(db: Database, sample_loaded: None) -> None:
