@@ -12,7 +12,8 @@ Conventions (see :class:`engine.backtest.config.BacktestConfig`): all-in sizing 
 (a take-profit is a limit order: it fills at its level, or at a better open it gapped to, with no slippage;
 the event-driven path books it the same way), stops relative to the entry fill price. Equity is marked at every
 close: ``cash + units * close``. A short whose equity reaches zero is liquidated at that close and the run stops
-trading (equity stays 0).
+trading (equity stays 0); the last trade's P&L is then what the account lost (down to zero), so the trades'
+P&L always sums to the equity's change.
 """
 
 from __future__ import annotations
@@ -294,6 +295,9 @@ def sim_chunk(
                 fee_paid = notional * fee
                 cash += units * px - fee_paid
                 pnl = units * (px - entry_px) - entry_fee - fee_paid
+                if cash < 0.0:
+                    # out of money: equity is floored at zero below, so the trade loses what was there, not more
+                    pnl -= cash
                 ret = pnl / entry_cost
                 stats = metrics.trade_step(stats, pnl, ret, notional)
                 if record:

@@ -271,6 +271,30 @@ def test_out_of_money_short_is_liquidated_and_stops_trading() -> None:
     assert result.metrics.max_drawdown == 1.0 and result.metrics.total_return == -1.0
 
 
+@pytest.mark.parametrize("path", ["vectorised", "events"])
+@pytest.mark.parametrize("exit_via", ["liquidation", "signal"])
+def test_after_a_bust_the_trades_pnl_sums_to_the_floored_equity(path: str, exit_via: str) -> None:
+    from engine.backtest.events import EventBacktestConfig, TargetStrategy, run_event_backtest
+
+    # short 100 at 100 (fee, slippage); the price jumps to 250: the short owes more than the account holds
+    rows = [(100, 100, 100, 100), (100, 100, 100, 100), (150, 150, 150, 150), (250, 250, 250, 250), (90, 90, 90, 90)]
+    # signal: the buy-back decided at bar 2's close fills at bar 3's open (250) and busts the account
+    targets = [-1, -1, -1, -1, -1] if exit_via == "liquidation" else [-1, -1, 0, 0, 0]
+    settings: dict[str, Any] = {"fee": 0.001, "slippage": 0.001, "direction": "short_only"}
+    bars = hand_bars(rows)
+    if path == "vectorised":
+        result = run_targets(bars, targets, BacktestConfig(**settings))
+    else:
+        strategy = TargetStrategy(np.asarray(targets, dtype=np.int8), direction="short_only")
+        result = run_event_backtest(strategy, bars, None, EventBacktestConfig(**settings))
+    assert result.equity[-1] == 0.0
+    closed = result.closed_trades
+    assert REASONS[closed[-1]["exit_reason"]] == ("liquidation" if exit_via == "liquidation" else "signal")
+    assert closed["pnl"].sum() == pytest.approx(-10_000.0, rel=1e-12)  # lost the account, not more
+    assert closed[-1]["return"] == pytest.approx(closed[-1]["pnl"] / 10_000.0, rel=1e-12)
+    assert result.metrics.total_return == -1.0
+
+
 def test_lot_size_rounds_entries_down() -> None:
     bars = hand_bars([(100, 100, 100, 100), (30, 30, 30, 30), (33, 33, 33, 33)])
     result = run_targets(bars, [1, 1, 1], BacktestConfig(initial_cash=100, fee=0.0, lot_size=1.0))
