@@ -11,8 +11,9 @@ training window's last close (:func:`segment_trades`).
 
 The report holds, per window and over all: in-sample (IS) against out-of-sample (OOS) Sharpe ratio and return,
 the degradation ``1 - OOS / IS`` of the Sharpe ratio, the walk-forward efficiency (OOS over IS annualised return,
-Pardo), the share of windows that made money out of sample, the deflated Sharpe ratio of each window's
-selection, and the metrics of the stitched OOS equity curve (every test window chained).
+Pardo), the share of windows that made money out of sample, the deflated Sharpe ratio and the probability of
+backtest overfitting (CSCV) of each window's selection, and the metrics of the stitched OOS equity curve (every test
+window chained).
 """
 
 from __future__ import annotations
@@ -29,15 +30,17 @@ from engine.backtest.metrics import Metrics, compute_metrics
 from engine.backtest.result import BacktestResult
 from engine.backtest.vectorized import resolve_bars_per_year, run_backtest
 from engine.errors import ValidationFailedError
-from engine.research.guards import DSR_THRESHOLD, bar_returns, overfitting_report
+from engine.research.guards import DSR_THRESHOLD, PBO_THRESHOLD, bar_returns, overfitting_report
 from engine.research.optimize import (
     Progress,
     StudyResult,
+    config_returns,
     create_study,
     finish_study,
     optimize_bars,
     ranked_trials,
     run_study,
+    trials_tried,
 )
 from engine.research.runs import JournalWriter, finite_or_none, write_journal
 from engine.research.studies import StorageKind, StudySpec
@@ -79,7 +82,8 @@ class WindowReport(BaseModel):
     out_of_sample: WindowMetrics
     sharpe_degradation: float | None = Field(description="1 - OOS Sharpe / IS Sharpe (IS Sharpe > 0 only)")
     deflated_sharpe: float | None = Field(description="DSR of the training selection")
-    n_trials: int
+    pbo: float | None = Field(None, description="probability of backtest overfitting (CSCV) of the training selection")
+    n_trials: int = Field(description="trials tried on the training bars (every state)")
 
 
 class WalkForwardReport(BaseModel):
@@ -98,6 +102,7 @@ class WalkForwardReport(BaseModel):
         description="mean OOS over mean IS annualised return (Pardo); above 0.5 is commonly read as robust"
     )
     positive_oos_fraction: float = Field(description="share of test windows with a positive return")
+    mean_pbo: float | None = Field(None, description="mean probability of backtest overfitting of the windows")
     oos_combined: WindowMetrics = Field(description="the stitched out-of-sample equity curve")
     warnings: list[str] = Field(default_factory=list)
 
@@ -215,6 +220,8 @@ def walk_forward(
             [math.nan if s is None else float(s) for s in trial_sharpes],
             bar_returns(is_run.equity, spec.config.initial_cash),
             bpy,
+            n_tried=trials_tried(study.get_trials(deepcopy=False)),
+            config_returns=config_returns(window_spec, train, ranked),
         )
         span = bars.slice(train_start, test_end)
         run = run_backtest(spec.strategy, span, params, spec.config, metrics_config=spec.metrics_config)
@@ -239,6 +246,7 @@ def walk_forward(
                 out_of_sample=_window_metrics(oos),
                 sharpe_degradation=degradation,
                 deflated_sharpe=guard.dsr,
+                pbo=guard.pbo,
                 n_trials=guard.n_trials,
             )
         )
@@ -270,6 +278,9 @@ def walk_forward(
     low = [w.index + 1 for w in windows if w.deflated_sharpe is not None and w.deflated_sharpe < DSR_THRESHOLD]
     if low:
         warnings.append(f"deflated Sharpe ratio below {DSR_THRESHOLD} in window(s) {', '.join(map(str, low))}")
+    mean_pbo = _mean([w.pbo for w in windows])
+    if mean_pbo is not None and mean_pbo > PBO_THRESHOLD:
+        warnings.append(f"probability of backtest overfitting {mean_pbo:.2f} > {PBO_THRESHOLD} (mean of the windows)")
     if efficiency is not None and efficiency < 0.5:
         warnings.append(f"walk-forward efficiency {efficiency:.2f} < 0.5")
     return WalkForwardReport(
@@ -286,6 +297,7 @@ def walk_forward(
         degradation_ratio=degradation,
         walk_forward_efficiency=efficiency,
         positive_oos_fraction=positive,
+        mean_pbo=mean_pbo,
         oos_combined=combined_metrics,
         warnings=warnings,
     )

@@ -86,7 +86,7 @@ def test_walk_forward_on_the_real_sample(db: Database, sample_loaded: None) -> N
         assert w.train_end == w.test_start and w.train_start < w.train_end
         lengths.add(w.train_end - w.train_start)
         assert w.best_params["slow"] > w.best_params["fast"]
-        assert w.n_trials <= 16 and w.in_sample.sharpe is not None and w.out_of_sample.sharpe is not None
+        assert w.n_trials == 16 and w.in_sample.sharpe is not None and w.out_of_sample.sharpe is not None
         # in sample: the training window's own backtest of the chosen parameters
         is_run = run_backtest("sma_cross", bars.slice(w.train_start, w.train_end), w.best_params, spec.config)
         assert w.in_sample.sharpe == is_run.metrics.sharpe
@@ -98,6 +98,7 @@ def test_walk_forward_on_the_real_sample(db: Database, sample_loaded: None) -> N
             assert w.in_sample.sharpe is not None and w.out_of_sample.sharpe is not None
             assert w.sharpe_degradation == pytest.approx(1 - w.out_of_sample.sharpe / w.in_sample.sharpe)
         assert w.deflated_sharpe is None or 0.0 <= w.deflated_sharpe <= 1.0
+        assert w.pbo is not None and 0.0 <= w.pbo <= 1.0  # CSCV over the window's trials on its training bars
     assert len(lengths) == 1  # rolling: the same training length every window
     chained = math.prod(1 + (w.out_of_sample.total_return or 0.0) for w in report.windows) - 1
     assert report.oos_combined.total_return == pytest.approx(chained, rel=1e-9)
