@@ -19,6 +19,8 @@ window chained).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import numpy as np
@@ -43,7 +45,7 @@ from engine.research.optimize import (
     trials_tried,
 )
 from engine.research.runs import JournalWriter, finite_or_none, write_journal
-from engine.research.studies import StorageKind, StudySpec
+from engine.research.studies import StorageKind, StudySpec, set_status
 from engine.store.database import Database
 
 WindowMode = Literal["rolling", "anchored"]
@@ -328,7 +330,9 @@ def optimize_with_walk_forward(
             progress(done, total + wf_total, message)
 
     if storage == "memory":
-        study = optimize_bars(bars, record.spec, n_trials, progress=main_progress)
+        set_status(db, record.id, "running")
+        with _fails_study(db, record.id):
+            study = optimize_bars(bars, record.spec, n_trials, progress=main_progress)
     else:
         run_study(db, record.id, n_trials, bars=bars, progress=main_progress)
         study = None
@@ -339,8 +343,20 @@ def optimize_with_walk_forward(
             if progress is not None:
                 progress(n_trials + done, n_trials + total, message)
 
-        report = walk_forward(bars, record.spec, config, progress=wf_progress).model_dump(mode="json")
+        set_status(db, record.id, "running")
+        with _fails_study(db, record.id, "walk-forward: "):
+            report = walk_forward(bars, record.spec, config, progress=wf_progress).model_dump(mode="json")
     return finish_study(db, record.id, actor, bars=bars, study=study, journal=journal, walk_forward=report)
+
+
+@contextmanager
+def _fails_study(db: Database, study_id: str, prefix: str = "") -> Iterator[None]:
+    """Mark the study ``failed`` with the reason if the block raises (then re-raise): never left "running"."""
+    try:
+        yield
+    except BaseException as error:
+        set_status(db, study_id, "failed", f"{prefix}{type(error).__name__}: {error}"[:500])
+        raise
 
 
 def stored_walk_forward(
@@ -355,7 +371,9 @@ def stored_walk_forward(
 ) -> tuple[str, WalkForwardReport]:
     """A walk-forward validation recorded as a study of kind ``walk_forward``; its id and the report."""
     record, bars = create_study(db, spec, actor, storage="memory", bars=bars, kind="walk_forward")
-    report = walk_forward(bars, record.spec, config, progress=progress)
+    set_status(db, record.id, "running")
+    with _fails_study(db, record.id):
+        report = walk_forward(bars, record.spec, config, progress=progress)
     last = report.windows[-1]
     with db.connection() as conn:
         conn.execute(

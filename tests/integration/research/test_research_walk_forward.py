@@ -12,9 +12,10 @@ from engine.backtest.config import BacktestConfig
 from engine.backtest.vectorized import run_backtest, run_targets
 from engine.errors import ValidationFailedError
 from engine.research.data import resolve_and_load
-from engine.research.studies import StudySpec, get_study, parse_objectives
+from engine.research.studies import StudySpec, get_study, list_studies, parse_objectives
 from engine.research.walkforward import (
     WalkForwardConfig,
+    optimize_with_walk_forward,
     segment_metrics,
     segment_trades,
     stored_walk_forward,
@@ -121,3 +122,18 @@ def test_a_stored_walk_forward_is_a_study(db: Database, sample_loaded: None) -> 
     assert record.kind == "walk_forward" and record.status == "done" and record.storage == "memory"
     assert record.walk_forward is not None and record.walk_forward["windows"][1]["train_start"] == 0
     assert record.best_params == report.windows[-1].best_params
+
+
+def test_a_failed_walk_forward_marks_its_study_failed_with_the_reason(db: Database, sample_loaded: None) -> None:
+    selection, bars = resolve_and_load(db, "ETH/USD", timeframe="1d")
+    spec = StudySpec(strategy="ema_cross", selection=selection, objectives=parse_objectives(["total_return"]), seed=1)
+    few = bars.slice(0, 12)  # 12 bars cannot hold 5 test windows: fails after the study was created
+    with pytest.raises(ValidationFailedError, match="too few"):
+        stored_walk_forward(db, spec, WalkForwardConfig(windows=5, trials=2), "tests", bars=few)
+    with pytest.raises(ValidationFailedError, match="too few"):
+        optimize_with_walk_forward(db, spec, 2, "tests", WalkForwardConfig(windows=5, trials=2), bars=few)
+    stored_wf, optimised = list_studies(db, limit=2)[1], list_studies(db, limit=2)[0]
+    assert stored_wf.kind == "walk_forward" and stored_wf.status == "failed"
+    assert stored_wf.error is not None and "too few" in stored_wf.error
+    assert optimised.status == "failed" and optimised.error is not None
+    assert optimised.error.startswith("walk-forward: ValidationFailedError") and "too few" in optimised.error
