@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from engine.data.frame import invalid_bar
 from engine.data.timeframes import timeframe_ms
 from engine.errors import ValidationFailedError
 from engine.strategies.base import F64, kernel_array
@@ -35,8 +36,9 @@ def bars_per_year(timeframe: str, days_per_year: float) -> float:
 class Bars:
     """Bars in ascending time order. Arrays are C-contiguous float64 (do not mutate them in place).
 
-    Construction validates once: equal lengths, at least one bar, finite prices and volumes, strictly
-    increasing timestamps. Backtests then trust the arrays.
+    Construction validates once: equal lengths, at least one bar, finite prices and volumes, prices > 0,
+    high >= low, volume >= 0 (``engine.data.frame.invalid_bar``; the error names the bar's index and time),
+    strictly increasing timestamps. Backtests then trust the arrays.
     """
 
     ts: TS
@@ -71,6 +73,11 @@ class Bars:
                     f"data{self._label()}: column '{name}' has {int(bad.sum())} missing or non-finite values "
                     f"(first at bar {int(np.argmax(bad))})"
                 )
+        problem = invalid_bar(
+            self.ts.astype("datetime64[ms]").astype(np.int64), self.open, self.high, self.low, self.close, self.volume
+        )
+        if problem is not None:
+            raise ValidationFailedError(f"data{self._label()}: {problem}")
         if n > 1:
             steps = np.diff(self.ts.view(np.int64))
             if (steps <= 0).any():

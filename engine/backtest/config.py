@@ -24,10 +24,11 @@ class BacktestConfig(BaseModel):
 
     Fills: ``next_open`` (default) executes the target decided at bar ``i``'s close at bar ``i+1``'s open;
     ``close`` executes it at bar ``i``'s close. Fees are a fraction of traded notional per fill; slippage moves
-    each fill price against the trade by a fraction. Stops are fractions of the entry fill price, checked
-    intrabar against high/low (a gap through the level fills at the open); when a stop and a take-profit are
-    both touched in one bar the stop is assumed first. After a stop exit the strategy re-enters only on a fresh
-    signal (its target must change first).
+    each market fill (signals, stops, liquidation) against the trade by a fraction; a take-profit is a limit
+    order and fills at its level (or at a better open it gapped to) without slippage, in both backtest paths.
+    Stops are fractions of the entry fill price, checked intrabar against high/low (a gap through the level fills
+    at the open); when a stop and a take-profit are both touched in one bar the stop is assumed first. After a
+    stop exit the strategy re-enters only on a fresh signal (its target must change first).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -8,9 +8,12 @@ only per-combination metrics, so its numbers are identical to single runs and it
 buffers per thread.
 
 Conventions (see :class:`engine.backtest.config.BacktestConfig`): all-in sizing (``units = equity / (price *
-(1 + fee))``, rounded down to ``lot``), fees on traded notional per fill, adverse slippage per fill, stops
-relative to the entry fill price. Equity is marked at every close: ``cash + units * close``. A short whose
-equity reaches zero is liquidated at that close and the run stops trading (equity stays 0).
+(1 + fee))``, rounded down to ``lot``), fees on traded notional per fill, adverse slippage per market fill
+(a take-profit is a limit order: it fills at its level, or at a better open it gapped to, with no slippage;
+the event-driven path books it the same way), stops relative to the entry fill price. Equity is marked at every
+close: ``cash + units * close``. A short whose equity reaches zero is liquidated at that close and the run stops
+trading (equity stays 0); the last trade's P&L is then what the account lost (down to zero), so the trades'
+P&L always sums to the equity's change.
 """
 
 from __future__ import annotations
@@ -284,11 +287,17 @@ def sim_chunk(
                 close_at = cc[k]
                 reason = R_LIQUIDATION
             if close_at > 0.0:
-                px = close_at * (1.0 - slip) if units > 0.0 else close_at * (1.0 + slip)
+                if reason == R_TAKE_PROFIT:
+                    px = close_at  # a take-profit is a resting limit: filled at its level (or a better open)
+                else:
+                    px = close_at * (1.0 - slip) if units > 0.0 else close_at * (1.0 + slip)
                 notional = abs(units) * px
                 fee_paid = notional * fee
                 cash += units * px - fee_paid
                 pnl = units * (px - entry_px) - entry_fee - fee_paid
+                if cash < 0.0:
+                    # out of money: equity is floored at zero below, so the trade loses what was there, not more
+                    pnl -= cash
                 ret = pnl / entry_cost
                 stats = metrics.trade_step(stats, pnl, ret, notional)
                 if record:

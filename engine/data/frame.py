@@ -80,6 +80,56 @@ def check_bar_columns(df: pd.DataFrame) -> None:
         raise ValidationFailedError(f"bar frame value columns must be float64, got {wrong}")
 
 
+def _iso_ms(ms: int) -> str:
+    return str(np.datetime64(int(ms), "ms").astype("datetime64[s]")) + "Z"
+
+
+def invalid_bar(
+    ts_ms: npt.ArrayLike,
+    open: npt.ArrayLike,
+    high: npt.ArrayLike,
+    low: npt.ArrayLike,
+    close: npt.ArrayLike,
+    volume: npt.ArrayLike,
+) -> str | None:
+    """The first bar whose values no market can print, described (index, UTC time, rule), or None.
+
+    Rules: every price > 0 (a zero open makes NaN equity, a negative close a silent -100 %), high >= low,
+    volume >= 0. Non-finite values are the callers' own check (their messages count them). Open or close
+    outside [low, high] is left to the quality report (``engine.data.quality``): real feeds print it.
+    """
+    o, h, lo, c, v = (np.asarray(x, dtype=np.float64) for x in (open, high, low, close, volume))
+    with np.errstate(invalid="ignore"):
+        rules = (
+            (
+                "a price <= 0",
+                (o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0),
+            ),
+            ("high < low", h < lo),
+            ("negative volume", v < 0),
+        )
+    first: tuple[int, str] | None = None
+    for name, mask in rules:
+        if mask.any():
+            index = int(np.argmax(mask))
+            if first is None or index < first[0]:
+                first = (index, name)
+    if first is None:
+        return None
+    i, name = first
+    t = np.asarray(ts_ms, dtype=np.int64)
+    when = _iso_ms(int(t[i])) if i < t.size else "?"
+    values = ", ".join(f"{k}={float(x[i])!r}" for k, x in zip(VALUE_COLUMNS, (o, h, lo, c, v), strict=True))
+    return f"bar {i} at {when} has {name} ({values})"
+
+
+def check_bar_values(df: pd.DataFrame) -> None:
+    """Raise ValidationFailedError naming the first bar of ``df`` that breaks :func:`invalid_bar`'s rules."""
+    problem = invalid_bar(*(df[c].to_numpy() for c in BAR_COLUMNS))
+    if problem is not None:
+        raise ValidationFailedError(problem)
+
+
 def validate_bar_frame(df: pd.DataFrame) -> pd.DataFrame:
     """Check that ``df`` is a canonical bar frame and return it.
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.data.frame import BAR_COLUMNS, validate_bar_frame
+from engine.data.frame import BAR_COLUMNS, check_bar_values, validate_bar_frame
 from engine.data.store import BarStore, SeriesKey, UpsertResult, make_key
 from engine.errors import IQTSError, ValidationFailedError
 
@@ -87,6 +87,7 @@ def read_parquet(path: Path) -> dict[SeriesKey, pd.DataFrame]:
         bars = bars.sort_values("ts").reset_index(drop=True)
         try:
             out[key] = validate_bar_frame(bars)
+            check_bar_values(bars)
         except IQTSError as error:
             raise ValidationFailedError(f"{path}: series {key}: {error}") from None
     return out

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 import optuna
 import psycopg
 from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
@@ -404,6 +405,41 @@ class Selection:
     report: OverfittingReport
 
 
+PBO_MAX_CONFIGS = 64
+"""Configurations (distinct parameter sets, spread evenly over the ranking) the PBO of a selection is estimated
+over: one backtest each over the selection's bars."""
+
+
+def trials_tried(trials: list[FrozenTrial]) -> int:
+    """Every trial that looked at the data: complete (feasible or not), pruned and failed; not running ones."""
+    counts = count_trials(trials)
+    return counts.complete + counts.infeasible + counts.pruned + counts.failed
+
+
+def config_returns(
+    spec: StudySpec, bars: Bars, ranked: list[FrozenTrial], max_configs: int = PBO_MAX_CONFIGS
+) -> npt.NDArray[np.float64]:
+    """Bar returns (bars x configurations) of the distinct parameter sets among ``ranked``, for the PBO."""
+    distinct: list[dict[str, Any]] = []
+    for trial in ranked:
+        params = {**spec.fixed_params, **trial.params}
+        if params not in distinct:
+            distinct.append(params)
+    if len(distinct) > max_configs:
+        picks = np.unique(np.linspace(0, len(distinct) - 1, max_configs).round().astype(int))
+        distinct = [distinct[int(k)] for k in picks]
+    columns = [
+        bar_returns(
+            run_backtest(spec.strategy, bars, params, spec.config, metrics_config=spec.metrics_config).equity,
+            spec.config.initial_cash,
+        )
+        for params in distinct
+    ]
+    if not columns:
+        return np.zeros((len(bars), 0))
+    return np.column_stack(columns)
+
+
 def select_best(study: optuna.Study, spec: StudySpec, bars: Bars) -> tuple[Selection, Any]:
     """The best trial (multi-objective: the Pareto trial best on the first objective), the backtest of its
     parameters over all ``bars`` and the overfitting report of the selection."""
@@ -425,6 +461,8 @@ def select_best(study: optuna.Study, spec: StudySpec, bars: Bars) -> tuple[Selec
         [math.nan if s is None else float(s) for s in sharpes],
         bar_returns(result.equity, spec.config.initial_cash),
         resolve_bars_per_year(bars, spec.metrics_config),
+        n_tried=trials_tried(trials),
+        config_returns=config_returns(spec, bars, ranked),
     )
     selection = Selection(
         best=best, params=params, top=ranked[:5], pareto=pareto, counts=count_trials(trials), report=report
@@ -680,7 +718,8 @@ def journal_study(db: Database, result: StudyResult, journal: JournalWriter) -> 
         f"Optimisation study {result.study_id} ({result.optuna_name}): {result.strategy} on {result.symbol} "
         f"{result.timeframe} ({result.exchange}), objective {', '.join(result.objectives)}, {result.n_trials} trials. "
         f"Best: {params} with value {result.best_value}; best run {result.best_run_id}. Deflated Sharpe ratio "
-        f"{guards.dsr if guards.dsr is not None else 'undefined'} over {guards.n_trials} trials."
+        f"{guards.dsr if guards.dsr is not None else 'undefined'} over {guards.n_trials} trials; probability of "
+        f"backtest overfitting {guards.pbo if guards.pbo is not None else 'undefined'}."
     )
     if guards.warnings:
         body += " Warnings: " + "; ".join(guards.warnings)
@@ -693,6 +732,7 @@ def journal_study(db: Database, result: StudyResult, journal: JournalWriter) -> 
         "best_value": result.best_value,
         "best_run_id": result.best_run_id,
         "dsr": guards.dsr,
+        "pbo": guards.pbo,
         "n_trials": result.n_trials,
     }
     write_journal(

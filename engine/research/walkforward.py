@@ -6,17 +6,21 @@ first bar (``anchored``). Per window the parameters are optimised on the trainin
 ``trials`` trials, the study's objective) and the best are traded over the test window: the backtest runs from
 the training window's start through the test window (so indicators are warm and a position held at the boundary
 carries on, as it would live) and the test window's metrics are taken from that run's equity, trades and fills
-inside the test window only.
+inside the test window only: a trade opened in the training window counts only the P&L it made after the
+training window's last close (:func:`segment_trades`).
 
 The report holds, per window and over all: in-sample (IS) against out-of-sample (OOS) Sharpe ratio and return,
 the degradation ``1 - OOS / IS`` of the Sharpe ratio, the walk-forward efficiency (OOS over IS annualised return,
-Pardo), the share of windows that made money out of sample, the deflated Sharpe ratio of each window's
-selection, and the metrics of the stitched OOS equity curve (every test window chained).
+Pardo), the share of windows that made money out of sample, the deflated Sharpe ratio and the probability of
+backtest overfitting (CSCV) of each window's selection, and the metrics of the stitched OOS equity curve (every test
+window chained).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import numpy as np
@@ -28,18 +32,20 @@ from engine.backtest.metrics import Metrics, compute_metrics
 from engine.backtest.result import BacktestResult
 from engine.backtest.vectorized import resolve_bars_per_year, run_backtest
 from engine.errors import ValidationFailedError
-from engine.research.guards import DSR_THRESHOLD, bar_returns, overfitting_report
+from engine.research.guards import DSR_THRESHOLD, PBO_THRESHOLD, bar_returns, overfitting_report
 from engine.research.optimize import (
     Progress,
     StudyResult,
+    config_returns,
     create_study,
     finish_study,
     optimize_bars,
     ranked_trials,
     run_study,
+    trials_tried,
 )
 from engine.research.runs import JournalWriter, finite_or_none, write_journal
-from engine.research.studies import StorageKind, StudySpec
+from engine.research.studies import StorageKind, StudySpec, set_status
 from engine.store.database import Database
 
 WindowMode = Literal["rolling", "anchored"]
@@ -78,7 +84,8 @@ class WindowReport(BaseModel):
     out_of_sample: WindowMetrics
     sharpe_degradation: float | None = Field(description="1 - OOS Sharpe / IS Sharpe (IS Sharpe > 0 only)")
     deflated_sharpe: float | None = Field(description="DSR of the training selection")
-    n_trials: int
+    pbo: float | None = Field(None, description="probability of backtest overfitting (CSCV) of the training selection")
+    n_trials: int = Field(description="trials tried on the training bars (every state)")
 
 
 class WalkForwardReport(BaseModel):
@@ -97,6 +104,7 @@ class WalkForwardReport(BaseModel):
         description="mean OOS over mean IS annualised return (Pardo); above 0.5 is commonly read as robust"
     )
     positive_oos_fraction: float = Field(description="share of test windows with a positive return")
+    mean_pbo: float | None = Field(None, description="mean probability of backtest overfitting of the windows")
     oos_combined: WindowMetrics = Field(description="the stitched out-of-sample equity curve")
     warnings: list[str] = Field(default_factory=list)
 
@@ -132,15 +140,34 @@ def _window_metrics(m: Metrics) -> WindowMetrics:
     )
 
 
+def segment_trades(result: BacktestResult, bars: Bars, start: int) -> tuple[Any, Any]:
+    """P&L and return of the closed trades that end in bars ``start..``, counting only what they made there.
+
+    A trade opened before ``start`` is split at the close of bar ``start - 1``, as the segment's equity is: its
+    segment P&L is ``side * qty * (exit - close[start-1])`` minus the exit fee (the entry fee was paid before),
+    its return that P&L over the position's value at that close. Trades opened inside are unchanged."""
+    closed = result.closed_trades
+    inside = closed[closed["exit_index"] >= start]
+    pnl = inside["pnl"].astype(np.float64)
+    ret = inside["return"].astype(np.float64)
+    carried = inside["entry_index"] < start
+    if carried.any():
+        mark = float(bars.close[start - 1])
+        qty = inside["qty"][carried]
+        exit_px = inside["exit_price"][carried]
+        pnl[carried] = inside["side"][carried] * qty * (exit_px - mark) - qty * exit_px * result.config.fee
+        ret[carried] = pnl[carried] / (qty * mark)
+    return pnl, ret
+
+
 def segment_metrics(result: BacktestResult, bars: Bars, start: int, bars_per_year: float) -> tuple[Metrics, Any]:
-    """Metrics of bars ``start..`` of a run (equity rebased at the close before ``start``); and those bars'
-    equity returns."""
+    """Metrics of bars ``start..`` of a run (equity rebased at the close before ``start``, trades split there by
+    :func:`segment_trades`); and those bars' equity returns."""
     if start < 1:
         raise ValueError("a segment needs a bar before it")
     equity = result.equity[start:]
     base = float(result.equity[start - 1])
-    closed = result.closed_trades
-    inside = closed[closed["exit_index"] >= start]
+    trade_pnl, trade_return = segment_trades(result, bars, start)
     fills = result.fills
     fills = fills[fills["index"] >= start]
     metrics = compute_metrics(
@@ -149,8 +176,8 @@ def segment_metrics(result: BacktestResult, bars: Bars, start: int, bars_per_yea
         bars_per_year=bars_per_year,
         benchmark_return=float(bars.close[-1] / bars.close[start - 1] - 1.0),
         position=result.positions[start:],
-        trade_pnl=inside["pnl"],
-        trade_return=inside["return"],
+        trade_pnl=trade_pnl,
+        trade_return=trade_return,
         fill_notional=np.abs(fills["qty"] * fills["price"]),
     )
     return metrics, bar_returns(equity, base)
@@ -195,6 +222,8 @@ def walk_forward(
             [math.nan if s is None else float(s) for s in trial_sharpes],
             bar_returns(is_run.equity, spec.config.initial_cash),
             bpy,
+            n_tried=trials_tried(study.get_trials(deepcopy=False)),
+            config_returns=config_returns(window_spec, train, ranked),
         )
         span = bars.slice(train_start, test_end)
         run = run_backtest(spec.strategy, span, params, spec.config, metrics_config=spec.metrics_config)
@@ -219,6 +248,7 @@ def walk_forward(
                 out_of_sample=_window_metrics(oos),
                 sharpe_degradation=degradation,
                 deflated_sharpe=guard.dsr,
+                pbo=guard.pbo,
                 n_trials=guard.n_trials,
             )
         )
@@ -250,6 +280,9 @@ def walk_forward(
     low = [w.index + 1 for w in windows if w.deflated_sharpe is not None and w.deflated_sharpe < DSR_THRESHOLD]
     if low:
         warnings.append(f"deflated Sharpe ratio below {DSR_THRESHOLD} in window(s) {', '.join(map(str, low))}")
+    mean_pbo = _mean([w.pbo for w in windows])
+    if mean_pbo is not None and mean_pbo > PBO_THRESHOLD:
+        warnings.append(f"probability of backtest overfitting {mean_pbo:.2f} > {PBO_THRESHOLD} (mean of the windows)")
     if efficiency is not None and efficiency < 0.5:
         warnings.append(f"walk-forward efficiency {efficiency:.2f} < 0.5")
     return WalkForwardReport(
@@ -266,6 +299,7 @@ def walk_forward(
         degradation_ratio=degradation,
         walk_forward_efficiency=efficiency,
         positive_oos_fraction=positive,
+        mean_pbo=mean_pbo,
         oos_combined=combined_metrics,
         warnings=warnings,
     )
@@ -296,7 +330,9 @@ def optimize_with_walk_forward(
             progress(done, total + wf_total, message)
 
     if storage == "memory":
-        study = optimize_bars(bars, record.spec, n_trials, progress=main_progress)
+        set_status(db, record.id, "running")
+        with _fails_study(db, record.id):
+            study = optimize_bars(bars, record.spec, n_trials, progress=main_progress)
     else:
         run_study(db, record.id, n_trials, bars=bars, progress=main_progress)
         study = None
@@ -307,8 +343,20 @@ def optimize_with_walk_forward(
             if progress is not None:
                 progress(n_trials + done, n_trials + total, message)
 
-        report = walk_forward(bars, record.spec, config, progress=wf_progress).model_dump(mode="json")
+        set_status(db, record.id, "running")
+        with _fails_study(db, record.id, "walk-forward: "):
+            report = walk_forward(bars, record.spec, config, progress=wf_progress).model_dump(mode="json")
     return finish_study(db, record.id, actor, bars=bars, study=study, journal=journal, walk_forward=report)
+
+
+@contextmanager
+def _fails_study(db: Database, study_id: str, prefix: str = "") -> Iterator[None]:
+    """Mark the study ``failed`` with the reason if the block raises (then re-raise): never left "running"."""
+    try:
+        yield
+    except BaseException as error:
+        set_status(db, study_id, "failed", f"{prefix}{type(error).__name__}: {error}"[:500])
+        raise
 
 
 def stored_walk_forward(
@@ -323,7 +371,9 @@ def stored_walk_forward(
 ) -> tuple[str, WalkForwardReport]:
     """A walk-forward validation recorded as a study of kind ``walk_forward``; its id and the report."""
     record, bars = create_study(db, spec, actor, storage="memory", bars=bars, kind="walk_forward")
-    report = walk_forward(bars, record.spec, config, progress=progress)
+    set_status(db, record.id, "running")
+    with _fails_study(db, record.id):
+        report = walk_forward(bars, record.spec, config, progress=progress)
     last = report.windows[-1]
     with db.connection() as conn:
         conn.execute(

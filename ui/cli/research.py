@@ -428,7 +428,8 @@ def _print_study(result: StudyResult) -> None:
     g = result.overfitting
     out.print(
         f"overfitting guards: deflated Sharpe {_fmt(g.dsr)} (best Sharpe {_fmt(g.sharpe)} vs "
-        f"{_fmt(g.expected_max_sharpe)} expected from luck over {g.n_trials} trials), PSR {_fmt(g.psr)}"
+        f"{_fmt(g.expected_max_sharpe)} expected from luck over {g.n_trials} trials), PSR {_fmt(g.psr)}, "
+        f"PBO {_fmt(g.pbo)} over {g.pbo_configs} configurations"
     )
     for warning in g.warnings:
         out.print(f"[yellow]warning:[/] {warning}")
@@ -443,6 +444,7 @@ def _print_study(result: StudyResult) -> None:
             "IS return",
             "OOS return",
             "DSR",
+            "PBO",
             title="walk-forward (out of sample)",
         )
         for w in wf["windows"]:
@@ -455,12 +457,13 @@ def _print_study(result: StudyResult) -> None:
                 _fmt(w["in_sample"]["total_return"], True),
                 _fmt(w["out_of_sample"]["total_return"], True),
                 _fmt(w["deflated_sharpe"]),
+                _fmt(w.get("pbo")),
             )
         out.print(table)
         out.print(
             f"mean Sharpe IS {_fmt(wf['mean_is_sharpe'])} / OOS {_fmt(wf['mean_oos_sharpe'])}, degradation "
             f"{_fmt(wf['degradation_ratio'])}, efficiency {_fmt(wf['walk_forward_efficiency'])}, "
-            f"{wf['positive_oos_fraction']:.0%} of windows positive"
+            f"{wf['positive_oos_fraction']:.0%} of windows positive, mean PBO {_fmt(wf.get('mean_pbo'))}"
         )
         for warning in wf["warnings"]:
             out.print(f"[yellow]warning:[/] {warning}")
@@ -620,7 +623,7 @@ def show_study_cmd(
     )
     if record.report:
         g = record.report.get("overfitting", {})
-        out.print(f"deflated Sharpe {_fmt(g.get('dsr'))} over {g.get('n_trials')} trials")
+        out.print(f"deflated Sharpe {_fmt(g.get('dsr'))} over {g.get('n_trials')} trials, PBO {_fmt(g.get('pbo'))}")
 
 
 @optimize_app.command("list")

@@ -238,6 +238,11 @@ class EventEngine:
                     self._apply(
                         j, -self.units, self._slipped(b.close[j], -self.units), self._taker, kernels.R_LIQUIDATION
                     )
+                if self.cash < 0.0 and self.trade_rows and self.trade_rows[-1][kernels.T_EXIT_IDX] == j:
+                    # as the vectorised kernel: the closing trade loses what was there, equity floors at zero
+                    row = self.trade_rows[-1]
+                    row[kernels.T_PNL] -= self.cash
+                    row[kernels.T_RETURN] = row[kernels.T_PNL] / (self.trade.entry_notional + self.trade.entry_fees)
                 self.cash = 0.0
                 self.bust_at = j
                 for order in self.working + [o for _, _, batch in self.in_flight for o in batch]:

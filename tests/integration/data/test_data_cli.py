@@ -60,3 +60,32 @@ def test_bad_input_is_one_clear_line(settings: Settings, db: object, tmp_path: P
         assert result.returncode != 0, args
         assert expected in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
+
+
+def test_import_refuses_an_impossible_bar_and_writes_nothing(settings: Settings, db: object, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from engine.data.parquet import SCHEMA
+
+    hour = 3_600_000
+    rows = 4
+    good = {
+        "exchange": pa.DictionaryArray.from_arrays(pa.array([0] * rows, pa.int32()), ["importtest"]),
+        "symbol": pa.DictionaryArray.from_arrays(pa.array([0] * rows, pa.int32()), ["ZZZ/USD"]),
+        "timeframe": pa.DictionaryArray.from_arrays(pa.array([0] * rows, pa.int32()), ["1h"]),
+        "ts": pa.array([i * hour for i in range(rows)], pa.int64()),
+        "open": pa.array([10.0, 11.0, 12.0, 13.0]),
+        "high": pa.array([12.0, 13.0, 14.0, 15.0]),
+        "low": pa.array([9.0, 10.0, 11.0, 12.0]),
+        "close": pa.array([11.0, 12.0, 0.0, 14.0]),  # bar 2 closes at zero
+        "volume": pa.array([1.0, 1.0, 1.0, 1.0]),
+    }
+    path = tmp_path / "zero.parquet"
+    pq.write_table(pa.table(good, schema=SCHEMA), path)
+    result = _iqts(settings, "data", "import", str(path))
+    assert result.returncode != 0
+    assert "bar 2 at 1970-01-01T02:00:00Z has a price <= 0" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    listed = _iqts(settings, "data", "list", "--json")
+    assert all(s["exchange"] != "importtest" for s in json.loads(listed.stdout))

@@ -12,6 +12,7 @@ from engine.research.guards import (
     expected_max_sharpe,
     overfitting_report,
     probabilistic_sharpe_ratio,
+    probability_of_backtest_overfitting,
     return_moments,
 )
 
@@ -58,3 +59,40 @@ def test_a_lucky_selection_is_flagged() -> None:
     assert report.warnings and "deflated Sharpe ratio" in report.warnings[0]
     single = overfitting_report(1.2, [1.2], returns, 8_760)
     assert single.expected_max_sharpe == 0.0 and single.dsr == single.psr
+
+
+def test_every_trial_tried_counts_for_the_deflated_sharpe() -> None:
+    rng = np.random.default_rng(4)
+    returns = rng.normal(0.0002, 0.01, 2_000)
+    finite = rng.normal(0.0, 1.0, 20)
+    few = overfitting_report(1.2, finite, returns, 8_760)
+    # 20 trials gave a Sharpe, 180 more were tried (pruned, failed, infeasible): the bar is higher
+    many = overfitting_report(1.2, finite, returns, 8_760, n_tried=200)
+    assert few.n_trials == 20 and many.n_trials == 200
+    assert many.expected_max_sharpe is not None and few.expected_max_sharpe is not None
+    assert many.expected_max_sharpe > few.expected_max_sharpe
+    assert many.dsr is not None and few.dsr is not None and many.dsr < few.dsr
+
+
+def test_pbo_is_near_a_half_for_noise_and_near_zero_for_a_dominant_configuration() -> None:
+    noise = [
+        probability_of_backtest_overfitting(np.random.default_rng(s).normal(0, 0.01, (640, 16))) for s in range(16)
+    ]
+    assert abs(float(np.mean(noise)) - 0.5) < 0.15  # per seed it scatters (sd about 0.2); the mean does not
+    dominant = np.random.default_rng(3).normal(0, 0.01, (640, 16))
+    dominant[:, 5] += 0.004  # a real edge in one configuration
+    assert probability_of_backtest_overfitting(dominant) < 0.05
+    # the best in sample is the worst out of sample, by construction: every split overfits
+    flip = np.zeros((640, 2))
+    flip[:320, 0], flip[320:, 0] = 0.01, -0.01
+    flip[:, 1] = np.random.default_rng(5).normal(0, 1e-4, 640)
+    assert probability_of_backtest_overfitting(flip, n_blocks=2) == 1.0
+    assert math.isnan(probability_of_backtest_overfitting(np.zeros((640, 1))))
+
+
+def test_the_report_carries_the_pbo_and_warns_above_a_half() -> None:
+    rng = np.random.default_rng(4)
+    configs = rng.normal(0, 0.01, (640, 16))
+    report = overfitting_report(1.0, rng.normal(0, 1, 16), configs[:, 0], 8_760, config_returns=configs)
+    assert report.pbo is not None and report.pbo_configs == 16
+    assert any("probability of backtest overfitting" in w for w in report.warnings) == (report.pbo > 0.5)

@@ -9,13 +9,15 @@ import pytest
 
 from engine.backtest.bars import Bars
 from engine.backtest.config import BacktestConfig
-from engine.backtest.vectorized import run_backtest
+from engine.backtest.vectorized import run_backtest, run_targets
 from engine.errors import ValidationFailedError
 from engine.research.data import resolve_and_load
-from engine.research.studies import StudySpec, get_study, parse_objectives
+from engine.research.studies import StudySpec, get_study, list_studies, parse_objectives
 from engine.research.walkforward import (
     WalkForwardConfig,
+    optimize_with_walk_forward,
     segment_metrics,
+    segment_trades,
     stored_walk_forward,
     walk_forward,
     window_bounds,
@@ -44,6 +46,24 @@ def test_segment_metrics_measure_only_the_segment(btc: tuple[object, Bars]) -> N
     assert metrics.n_trades == len(inside) > 0
 
 
+def test_a_trade_carried_into_the_test_window_counts_only_its_test_window_pnl() -> None:
+    closes = [100.0, 100.0, 150.0, 160.0, 170.0, 180.0, 180.0]  # bought at bar 1's open, up 50 % before bar 3
+    bars = Bars.from_arrays(closes, closes, closes, closes, timeframe="1h")
+    run = run_targets(bars, [1, 1, 1, 1, 0, 0, 0], BacktestConfig(fee=0.001))
+    (trade,) = run.closed_trades
+    assert (trade["entry_index"], trade["exit_index"]) == (1, 5)
+    pnl, ret = segment_trades(run, bars, 3)
+    # flat at the end: the segment's trade P&L is exactly its equity change (rebased at bar 2's close)
+    assert pnl[0] == pytest.approx(run.equity[-1] - run.equity[2], rel=1e-12)
+    assert pnl[0] == pytest.approx(trade["qty"] * (180.0 - 150.0) - trade["qty"] * 180.0 * 0.001, rel=1e-12)
+    assert ret[0] == pytest.approx(pnl[0] / (trade["qty"] * 150.0), rel=1e-12)
+    assert pnl[0] < trade["pnl"]  # the training window's 50 % is not in it
+    metrics, _ = segment_metrics(run, bars, 3, 8760)
+    assert metrics.expectancy == pytest.approx(ret[0], rel=1e-12)
+    untouched, _ = segment_trades(run, bars, 1)
+    assert untouched[0] == trade["pnl"]
+
+
 def test_walk_forward_on_the_real_sample(db: Database, sample_loaded: None) -> None:
     selection, bars = resolve_and_load(db, "BTC/USD", timeframe="1h")
     assert len(bars) == 20_111
@@ -67,7 +87,7 @@ def test_walk_forward_on_the_real_sample(db: Database, sample_loaded: None) -> N
         assert w.train_end == w.test_start and w.train_start < w.train_end
         lengths.add(w.train_end - w.train_start)
         assert w.best_params["slow"] > w.best_params["fast"]
-        assert w.n_trials <= 16 and w.in_sample.sharpe is not None and w.out_of_sample.sharpe is not None
+        assert w.n_trials == 16 and w.in_sample.sharpe is not None and w.out_of_sample.sharpe is not None
         # in sample: the training window's own backtest of the chosen parameters
         is_run = run_backtest("sma_cross", bars.slice(w.train_start, w.train_end), w.best_params, spec.config)
         assert w.in_sample.sharpe == is_run.metrics.sharpe
@@ -79,6 +99,7 @@ def test_walk_forward_on_the_real_sample(db: Database, sample_loaded: None) -> N
             assert w.in_sample.sharpe is not None and w.out_of_sample.sharpe is not None
             assert w.sharpe_degradation == pytest.approx(1 - w.out_of_sample.sharpe / w.in_sample.sharpe)
         assert w.deflated_sharpe is None or 0.0 <= w.deflated_sharpe <= 1.0
+        assert w.pbo is not None and 0.0 <= w.pbo <= 1.0  # CSCV over the window's trials on its training bars
     assert len(lengths) == 1  # rolling: the same training length every window
     chained = math.prod(1 + (w.out_of_sample.total_return or 0.0) for w in report.windows) - 1
     assert report.oos_combined.total_return == pytest.approx(chained, rel=1e-9)
@@ -101,3 +122,18 @@ def test_a_stored_walk_forward_is_a_study(db: Database, sample_loaded: None) -> 
     assert record.kind == "walk_forward" and record.status == "done" and record.storage == "memory"
     assert record.walk_forward is not None and record.walk_forward["windows"][1]["train_start"] == 0
     assert record.best_params == report.windows[-1].best_params
+
+
+def test_a_failed_walk_forward_marks_its_study_failed_with_the_reason(db: Database, sample_loaded: None) -> None:
+    selection, bars = resolve_and_load(db, "ETH/USD", timeframe="1d")
+    spec = StudySpec(strategy="ema_cross", selection=selection, objectives=parse_objectives(["total_return"]), seed=1)
+    few = bars.slice(0, 12)  # 12 bars cannot hold 5 test windows: fails after the study was created
+    with pytest.raises(ValidationFailedError, match="too few"):
+        stored_walk_forward(db, spec, WalkForwardConfig(windows=5, trials=2), "tests", bars=few)
+    with pytest.raises(ValidationFailedError, match="too few"):
+        optimize_with_walk_forward(db, spec, 2, "tests", WalkForwardConfig(windows=5, trials=2), bars=few)
+    stored_wf, optimised = list_studies(db, limit=2)[1], list_studies(db, limit=2)[0]
+    assert stored_wf.kind == "walk_forward" and stored_wf.status == "failed"
+    assert stored_wf.error is not None and "too few" in stored_wf.error
+    assert optimised.status == "failed" and optimised.error is not None
+    assert optimised.error.startswith("walk-forward: ValidationFailedError") and "too few" in optimised.error

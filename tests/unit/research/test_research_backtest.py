@@ -240,6 +240,10 @@ def test_stops_gap_take_profit_and_trailing_by_hand() -> None:
     take = hand_bars([(100, 100, 100, 100), (100, 101, 99, 100), (101, 111, 100, 105)])
     (trade,) = run_targets(take, [1, 1, 1], BacktestConfig(fee=0.0, take_profit=0.1)).trades
     assert trade["exit_price"] == pytest.approx(110.0) and REASONS[trade["exit_reason"]] == "take_profit"
+    slipped = run_targets(take, [1, 1, 1], BacktestConfig(fee=0.0, slippage=0.005, take_profit=0.1)).trades
+    # a take-profit is a limit: filled at entry * 1.1 exactly, where the entry itself was slipped (a market buy)
+    assert slipped[0]["exit_price"] == pytest.approx(100.5 * 1.1) and slipped[0]["entry_price"] == pytest.approx(100.5)
+    assert REASONS[slipped[0]["exit_reason"]] == "take_profit"
 
     both = hand_bars([(100, 100, 100, 100), (100, 101, 99, 100), (100, 111, 94, 105)])
     (trade,) = run_targets(both, [1, 1, 1], BacktestConfig(fee=0.0, stop_loss=0.05, take_profit=0.1)).trades
@@ -265,6 +269,30 @@ def test_out_of_money_short_is_liquidated_and_stops_trading() -> None:
     assert list(result.equity[3:]) == [0.0, 0.0]
     assert REASONS[result.trades[-1]["exit_reason"]] == "liquidation"
     assert result.metrics.max_drawdown == 1.0 and result.metrics.total_return == -1.0
+
+
+@pytest.mark.parametrize("path", ["vectorised", "events"])
+@pytest.mark.parametrize("exit_via", ["liquidation", "signal"])
+def test_after_a_bust_the_trades_pnl_sums_to_the_floored_equity(path: str, exit_via: str) -> None:
+    from engine.backtest.events import EventBacktestConfig, TargetStrategy, run_event_backtest
+
+    # short 100 at 100 (fee, slippage); the price jumps to 250: the short owes more than the account holds
+    rows = [(100, 100, 100, 100), (100, 100, 100, 100), (150, 150, 150, 150), (250, 250, 250, 250), (90, 90, 90, 90)]
+    # signal: the buy-back decided at bar 2's close fills at bar 3's open (250) and busts the account
+    targets = [-1, -1, -1, -1, -1] if exit_via == "liquidation" else [-1, -1, 0, 0, 0]
+    settings: dict[str, Any] = {"fee": 0.001, "slippage": 0.001, "direction": "short_only"}
+    bars = hand_bars(rows)
+    if path == "vectorised":
+        result = run_targets(bars, targets, BacktestConfig(**settings))
+    else:
+        strategy = TargetStrategy(np.asarray(targets, dtype=np.int8), direction="short_only")
+        result = run_event_backtest(strategy, bars, None, EventBacktestConfig(**settings))
+    assert result.equity[-1] == 0.0
+    closed = result.closed_trades
+    assert REASONS[closed[-1]["exit_reason"]] == ("liquidation" if exit_via == "liquidation" else "signal")
+    assert closed["pnl"].sum() == pytest.approx(-10_000.0, rel=1e-12)  # lost the account, not more
+    assert closed[-1]["return"] == pytest.approx(closed[-1]["pnl"] / 10_000.0, rel=1e-12)
+    assert result.metrics.total_return == -1.0
 
 
 def test_lot_size_rounds_entries_down() -> None:
@@ -329,6 +357,24 @@ def test_bad_input_is_a_clear_error(btc_2k: Bars) -> None:
         run_grid("sma_cross", btc_2k, {"fast": []})
     with pytest.raises(ValidationFailedError, match="unknown metric"):
         run_grid("sma_cross", btc_2k, [{}]).metric("sharp")
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "rule"),
+    [
+        ("open", 0.0, r"a price <= 0"),
+        ("close", -5.0, r"a price <= 0"),
+        ("low", 0.0, r"a price <= 0"),
+        ("high", 1.0, r"high < low"),
+        ("volume", -1.0, r"negative volume"),
+    ],
+)
+def test_impossible_bars_are_refused_naming_the_bar(btc_2k: Bars, column: str, value: float, rule: str) -> None:
+    frame = btc_2k.to_frame()
+    frame.loc[11, column] = value
+    when = str(btc_2k.ts[11].astype("datetime64[s]"))
+    with pytest.raises(ValidationFailedError, match=rf"data BTC/USD: bar 11 at {when}Z has {rule}"):
+        Bars.from_frame(frame, timeframe="1h", symbol="BTC/USD")
 
 
 def test_grid_can_skip_invalid_combinations(btc_2k: Bars) -> None:

@@ -46,10 +46,11 @@ STOPS = {"stop_loss": 0.03, "take_profit": 0.06, "trailing_stop": 0.04}
 def test_market_orders_agree_with_the_vectorised_path(
     btc_1h: Bars, same_metrics, strategy: str, fill_at: str, direction: str, stops: bool
 ) -> None:
-    """Same fills, trades, equity (to the bit) and metrics. With stops, slippage is 0: the event path fills a
-    take-profit as a resting limit order (no slippage), the vectorised path applies slippage to every fill."""
-    settings: dict[str, Any] = {"fee": 0.001, "fill_at": fill_at, "direction": direction}
-    settings.update(STOPS if stops else {"slippage": 0.0005})
+    """Same fills, trades, equity (to the bit) and metrics, with slippage: both paths fill a take-profit as a
+    resting limit order (at its level, no slippage) and slip every market fill."""
+    settings: dict[str, Any] = {"fee": 0.001, "fill_at": fill_at, "direction": direction, "slippage": 0.0005}
+    if stops:
+        settings.update(STOPS)
     vectorised = run_backtest(strategy, btc_1h, PARAMS[strategy], BacktestConfig(**settings))
     events = run_event_backtest(strategy, btc_1h, PARAMS[strategy], EventBacktestConfig(**settings))
     np.testing.assert_array_equal(events.equity, vectorised.equity)

@@ -4,6 +4,7 @@ an independent pandas/Python implementation of its documented rule on real BTC b
 from __future__ import annotations
 
 from collections.abc import Mapping
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -147,6 +148,65 @@ def test_sma_cross_matches_pandas(btc_1h: Bars, fast: int, slow: int) -> None:
     gap = (close.rolling(fast).mean() - close.rolling(slow).mean()).to_numpy()
     reference = _sign(gap, ~np.isnan(gap))
     _assert_same_or_tie(targets_of(btc_1h, "sma_cross", {"fast": fast, "slow": slow}), reference, gap, btc_1h.close)
+
+
+def _exact_sma_targets(close: list[float], fast: int, slow: int) -> np.ndarray:
+    """sign(mean(fast window) - mean(slow window)) in exact rational arithmetic (0 until the slow window fills)."""
+    exact = [Fraction(x) for x in close]
+    out = np.zeros(len(close), dtype=np.int8)
+    for i in range(slow - 1, len(close)):
+        diff = sum(exact[i - fast + 1 : i + 1]) / fast - sum(exact[i - slow + 1 : i + 1]) / slow
+        out[i] = (diff > 0) - (diff < 0)
+    return out
+
+
+def test_sma_cross_is_exact_when_the_averages_tie(btc_1h: Bars) -> None:
+    # at fast=2/slow=3 the bundled hourly closes tie (flat hours); running-sum residue used to call ties crosses
+    bars = btc_1h.slice(0, 6000)
+    ours = targets_of(bars, "sma_cross", {"fast": 2, "slow": 3})
+    reference = _exact_sma_targets(bars.close.tolist(), 2, 3)
+    assert (reference[2:] == 0).sum() > 0  # the case is really there
+    np.testing.assert_array_equal(ours, reference)
+
+
+# plateaus of a few cent prices after a noisy history: equal averages with residue in the running sums
+_PLATEAUS = st.lists(st.tuples(st.integers(1, 400), st.integers(1, 8)), min_size=2, max_size=40).map(
+    lambda runs: [cents / 100 for cents, times in runs for _ in range(times)]
+)
+_ANY_PRICES = st.lists(st.floats(1e-3, 1e7, allow_nan=False, allow_infinity=False), min_size=3, max_size=120)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    closes=st.one_of(_PLATEAUS, _ANY_PRICES),
+    fast=st.integers(2, 8),
+    extra=st.integers(1, 12),
+    chunk=st.integers(1, 50),
+    scale=st.sampled_from([1.0, 1e-6, 3.7e5]),
+)
+def test_sma_cross_agrees_with_exact_fractions(
+    closes: list[float], fast: int, extra: int, chunk: int, scale: float
+) -> None:
+    slow = fast + extra
+    close = np.asarray(closes, dtype=np.float64) * scale
+    if len(close) < slow:
+        return
+    reference = _exact_sma_targets(close.tolist(), fast, slow)
+    np.testing.assert_array_equal(sma_cross_in_chunks(close, fast, slow, len(close)), reference)
+    np.testing.assert_array_equal(sma_cross_in_chunks(close, fast, slow, chunk), reference)
+
+
+def sma_cross_in_chunks(close: np.ndarray, fast: int, slow: int, chunk: int) -> np.ndarray:
+    """The streaming kernel fed ``chunk`` bars at a time, as the fused backtest feeds it."""
+    from engine.strategies import kernels, sma_cross
+
+    p = np.array([fast, slow], dtype=np.float64)
+    state = kernels.new_state(sma_cross.KERNEL_ID, p)
+    out = np.zeros(len(close), dtype=np.int8)
+    for start in range(0, len(close), chunk):
+        end = min(start + chunk, len(close))
+        sma_cross.targets_chunk(close, close, close, close, close, p, state, start, end, out[start:end])
+    return out
 
 
 @pytest.mark.parametrize(("fast", "slow"), [(12, 26), (5, 100)])
