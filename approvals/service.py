@@ -22,13 +22,14 @@ from typing import Any, Literal
 from psycopg import Connection
 from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from approvals.users import PermissionDeniedError, Role, User, require
 from engine.audit.log import append as audit
 from engine.bus import Bus
 from engine.errors import NotFoundError, ValidationFailedError
 from engine.execution.models import OrderIntent
+from engine.intents import ApprovalIntent, intent_data
 from engine.portfolio.service import portfolio_snapshot
 from engine.risk.check import check
 from engine.risk.killswitch import controls as load_controls
@@ -68,7 +69,7 @@ class ApprovalRequest(BaseModel):
     id: str
     kind: RequestKind
     status: Status
-    intent: dict[str, Any]
+    intent: ApprovalIntent
     intent_hash: str
     requested_by: str
     requester_kind: str
@@ -82,9 +83,21 @@ class ApprovalRequest(BaseModel):
     decision_reason: str | None
     result: dict[str, Any] | None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _intent_kind(cls, data: Any) -> Any:
+        """The stored intent JSON has no kind (the row has): give it the row's, so the union can tell."""
+        if isinstance(data, dict) and isinstance(data.get("intent"), dict) and "kind" in data:
+            return {**data, "intent": {**data["intent"], "kind": data["kind"]}}
+        return data
+
     @property
     def is_open(self) -> bool:
         return self.status == "pending"
+
+    def describe(self) -> str:
+        """The one line the inbox, the chat and the notifier show for this request."""
+        return self.intent.describe()
 
 
 class DecisionError(ValidationFailedError):
@@ -350,7 +363,7 @@ async def decide(
     if approve and request.kind == "order":
         await bus.publish(APPROVED_ORDERS_TOPIC, {"approval_id": request.id})
     elif approve and request.kind == "cancel":
-        await bus.publish(APPROVED_CANCELS_TOPIC, {"approval_id": request.id, **request.intent})
+        await bus.publish(APPROVED_CANCELS_TOPIC, {"approval_id": request.id, **intent_data(request.intent)})
     await bus.publish(EVENTS_TOPIC, {"id": request.id, "status": request.status, "kind": request.kind})
     return request
 

@@ -16,6 +16,7 @@ from approvals.service import ApprovalRequest, Evidence, Requester
 from approvals.users import Role, User
 from engine.errors import ValidationFailedError
 from engine.execution.models import OrderIntent, OrderSide, OrderType, TimeInForce
+from engine.intents import intent_data
 from engine.portfolio.service import portfolio_snapshot
 from engine.risk.check import check
 from engine.risk.killswitch import controls, engage
@@ -88,7 +89,8 @@ class ApprovalOut(BaseModel):
     approval_id: str
     kind: str
     status: str
-    intent: dict[str, Any]
+    summary: str = Field(description="the request in one line, as the inbox and the notifier show it")
+    intent: dict[str, Any] = Field(description="what is decided on, with its kind")
     intent_hash: str
     requested_by: str
     rationale: str = Field(description="the requester's words, marked as untrusted data")
@@ -133,7 +135,8 @@ def _approval_out(request: ApprovalRequest, runtime: Runtime) -> ApprovalOut:
         approval_id=request.id,
         kind=request.kind,
         status=request.status,
-        intent=request.intent,
+        summary=request.describe(),
+        intent={"kind": request.kind, **intent_data(request.intent)},
         intent_hash=request.intent_hash,
         requested_by=request.requested_by,
         rationale=wrap_untrusted(request.rationale, source="requester") if request.rationale else "",
