@@ -91,6 +91,8 @@ def outcome(request: ApprovalRequest, order: OrderRecord | None) -> str:
     result = request.result or {}
     if result.get("reason"):
         return str(result["reason"])
+    if request.kind == "kill_switch_release" and request.status == "executed":
+        return f"kill switch released by {result.get('released_by', '?')}"
     if request.status == "rejected" and request.decision_reason:
         return request.decision_reason
     return ""
