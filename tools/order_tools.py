@@ -23,7 +23,7 @@ from engine.risk.models import Verdict
 from engine.risk.monitor import RiskStatus, risk_status
 from engine.runtime import Runtime
 from engine.untrusted import wrap_untrusted
-from tools.context import current, tool_call
+from tools.context import tool_call
 
 READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
 PROPOSES = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False)
@@ -91,6 +91,7 @@ class ApprovalOut(BaseModel):
     intent: dict[str, Any] = Field(description="what is decided on, with its kind")
     intent_hash: str
     requested_by: str
+    via: str = Field(description="the channel the request came through: mcp, chat, cli or api")
     rationale: str = Field(description="the requester's words, marked as untrusted data")
     risk_allowed: bool | None
     risk_summary: str | None
@@ -137,6 +138,7 @@ def _approval_out(request: ApprovalRequest, runtime: Runtime) -> ApprovalOut:
         intent={"kind": request.kind, **intent_data(request.intent)},
         intent_hash=request.intent_hash,
         requested_by=request.requested_by,
+        via=request.requester_kind,
         rationale=wrap_untrusted(request.rationale, source="requester") if request.rationale else "",
         risk_allowed=allowed,
         risk_summary=summary,
@@ -151,7 +153,8 @@ def _approval_out(request: ApprovalRequest, runtime: Runtime) -> ApprovalOut:
 
 
 def _requester(user: User, session: str | None) -> Requester:
-    return Requester(user=user.username, kind="mcp" if current().transport == "http" else "cli", session=session)
+    """Every tool call arrives over MCP (stdio or HTTP): the channel is ``mcp`` whichever transport carried it."""
+    return Requester(user=user.username, kind="mcp", session=session)
 
 
 def register(server: FastMCP[Any]) -> None:
