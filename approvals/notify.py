@@ -31,6 +31,7 @@ from pydantic import BaseModel, SecretStr
 from approvals.service import EVENTS_TOPIC, ApprovalRequest, get_request
 from engine.bus import Bus, Message
 from engine.bus.consumer import process_once
+from engine.intents import intent_data
 from engine.runtime import Runtime
 from engine.settings import NotifySettings, Settings
 from engine.store.database import Database
@@ -76,19 +77,6 @@ _INTENT_FIELDS: Final = (
 )
 
 
-def _summary(request: ApprovalRequest) -> str:
-    intent = request.intent
-    if request.kind == "order":
-        price = f" @ {intent['price']}" if intent.get("price") is not None else ""
-        return (
-            f"{intent.get('side')} {intent.get('quantity')} {intent.get('symbol')} {intent.get('type')}{price} "
-            f"({intent.get('account')}, {intent.get('mode')})"
-        )
-    if request.kind == "cancel":
-        return f"cancel order {intent.get('order_id')} {intent.get('symbol', '')}".strip()
-    return request.kind.replace("_", " ")
-
-
 def _risk_line(request: ApprovalRequest) -> str:
     verdict = request.risk_verdict
     if not verdict:
@@ -103,13 +91,14 @@ def _risk_line(request: ApprovalRequest) -> str:
 def build_notice(request: ApprovalRequest, api_url: str) -> PendingNotice:
     """The notice of ``request``: only the fields of the intent a person decides on, no secret."""
     rationale = request.rationale.strip()
+    intent = intent_data(request.intent)
     if len(rationale) > MAX_RATIONALE:
         rationale = rationale[: MAX_RATIONALE - 1] + "…"
     return PendingNotice(
         id=request.id,
         kind=request.kind,
-        summary=_summary(request),
-        intent={k: request.intent[k] for k in _INTENT_FIELDS if request.intent.get(k) is not None},
+        summary=request.describe(),
+        intent={k: intent[k] for k in _INTENT_FIELDS if intent.get(k) is not None},
         requested_by=request.requested_by,
         via=request.requester_kind,
         rationale=rationale,

@@ -1,4 +1,9 @@
-"""Approval requests and decisions: every order waits here for a person.
+"""Approval requests and decisions: every order waits here for a person. The service under every surface.
+
+``check_order`` is the risk check at proposal; ``request_decision`` files a request of any kind (an order, a
+cancel, a kill-switch release, a strategy deployment); ``decide`` is a person's approval or rejection. An
+approved kill-switch release takes effect at once, in the approver's name (audited); if the switch was released
+or engaged anew meanwhile, the request ends ``failed`` with the reason.
 
 Kinds: ``order`` (an OrderIntent), ``cancel`` (an open order), ``kill_switch_release`` and
 ``strategy_deployment``. A request holds the exact intent and its hash, who asked and why (rationale and
@@ -12,8 +17,6 @@ four-eyes, and binds the decision to the hash the approver was shown.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -21,24 +24,57 @@ from typing import Any, Literal
 
 from psycopg import Connection
 from psycopg.rows import TupleRow
-from psycopg.types.json import Jsonb
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from approvals.users import PermissionDeniedError, Role, User, require
 from engine.audit.log import append as audit
 from engine.bus import Bus
 from engine.errors import NotFoundError, ValidationFailedError
 from engine.execution.models import OrderIntent
+from engine.execution.oms import get_order
+from engine.intents import (
+    ApprovalIntent,
+    CancelIntent,
+    KillSwitchReleaseIntent,
+    RequestKind,
+    StrategyDeploymentIntent,
+    intent_data,
+)
 from engine.portfolio.service import portfolio_snapshot
+from engine.risk import killswitch
 from engine.risk.check import check
 from engine.risk.killswitch import controls as load_controls
 from engine.risk.models import Verdict
 from engine.risk.store import active_policy
 from engine.settings import Settings
+from engine.store import approval_requests as requests_table
+from engine.store.approval_requests import ApprovalRequest, Evidence, Status
 from engine.store.database import Database
+from engine.telemetry import get_logger
 
-RequestKind = Literal["order", "cancel", "kill_switch_release", "strategy_deployment"]
-Status = Literal["pending", "approved", "rejected", "expired", "executed", "failed"]
+log = get_logger(__name__)
+
+__all__ = [
+    "ApprovalRequest",
+    "CancelOrder",
+    "DecisionAsk",
+    "DecisionError",
+    "Evidence",
+    "ReleaseKillSwitch",
+    "RequestKind",
+    "Requester",
+    "Status",
+    "check_order",
+    "decide",
+    "expire_due",
+    "get_request",
+    "list_requests",
+    "propose_cancel",
+    "propose_order",
+    "propose_simple",
+    "request_decision",
+]
+
 RequesterKind = Literal["mcp", "chat", "cli", "api"]
 AuthMethod = Literal["password", "token"]
 
@@ -56,62 +92,32 @@ class Requester(BaseModel):
     session: str | None = None
 
 
-class Evidence(BaseModel):
-    """A link the requester gives in support: a backtest or study id, a knowledge note, a URL."""
-
-    kind: Literal["backtest", "study", "note", "url"]
-    ref: str = Field(min_length=1, max_length=500)
-    label: str | None = Field(None, max_length=200)
-
-
-class ApprovalRequest(BaseModel):
-    id: str
-    kind: RequestKind
-    status: Status
-    intent: dict[str, Any]
-    intent_hash: str
-    requested_by: str
-    requester_kind: str
-    rationale: str
-    evidence: list[Evidence]
-    risk_verdict: dict[str, Any] | None
-    created_at: datetime
-    expires_at: datetime
-    decided_by: str | None
-    decided_at: datetime | None
-    decision_reason: str | None
-    result: dict[str, Any] | None
-
-    @property
-    def is_open(self) -> bool:
-        return self.status == "pending"
-
-
 class DecisionError(ValidationFailedError):
     """The decision cannot be taken (not pending, expired, changed, four-eyes, no reason)."""
 
 
-_COLUMNS = (
-    "id, kind, status, intent, intent_hash, requested_by, requester_kind, rationale, evidence, risk_verdict, "
-    "created_at, expires_at, decided_by, decided_at, decision_reason, result"
-)
+class CancelOrder(BaseModel):
+    """Ask to cancel an open order."""
+
+    model_config = ConfigDict(frozen=True)
+
+    order_id: int = Field(ge=1)
 
 
-def _row(row: tuple[Any, ...]) -> ApprovalRequest:
-    keys = [c.strip() for c in _COLUMNS.split(",")]
-    return ApprovalRequest.model_validate(dict(zip(keys, row, strict=True)))
+class ReleaseKillSwitch(BaseModel):
+    """Ask to release the kill switch's current engagement."""
+
+    model_config = ConfigDict(frozen=True)
 
 
-def _hash_payload(payload: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+DecisionAsk = OrderIntent | CancelOrder | ReleaseKillSwitch | StrategyDeploymentIntent
+"""What ``request_decision`` files a request for."""
 
 
 def _insert(
     conn: Connection[TupleRow],
     *,
-    kind: RequestKind,
-    intent: dict[str, Any],
-    intent_hash: str,
+    intent: ApprovalIntent,
     requester: Requester,
     rationale: str,
     evidence: Sequence[Evidence],
@@ -121,39 +127,32 @@ def _insert(
     request_id = f"apr_{uuid.uuid4().hex[:16]}"
     refused = verdict is not None and not verdict.allowed
     now = datetime.now(UTC)
-    row = conn.execute(
-        f"INSERT INTO approval_requests (id, kind, intent, intent_hash, requested_by, requester_kind, rationale, "
-        f"evidence, risk_verdict, status, created_at, expires_at, decided_by, decided_at, decision_reason) "
-        f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
-        (
-            request_id,
-            kind,
-            Jsonb(intent),
-            intent_hash,
-            requester.user,
-            requester.kind,
-            rationale,
-            Jsonb([e.model_dump() for e in evidence]),
-            None if verdict is None else Jsonb(verdict.model_dump(mode="json")),
-            "rejected" if refused else "pending",
-            now,
-            now + ttl,
-            RISK_GATE if refused else None,
-            now if refused else None,
-            f"risk check failed: {verdict.summary()}" if refused and verdict is not None else None,
-        ),
-    ).fetchone()
-    assert row is not None
-    request = _row(row)
+    request = requests_table.insert(
+        conn,
+        request_id=request_id,
+        intent=intent,
+        intent_hash=intent.intent_hash(),
+        requested_by=requester.user,
+        requester_kind=requester.kind,
+        rationale=rationale,
+        evidence=evidence,
+        risk_verdict=None if verdict is None else verdict.model_dump(mode="json"),
+        status="rejected" if refused else "pending",
+        created_at=now,
+        expires_at=now + ttl,
+        decided_by=RISK_GATE if refused else None,
+        decided_at=now if refused else None,
+        decision_reason=f"risk check failed: {verdict.summary()}" if refused and verdict is not None else None,
+    )
     audit(
         conn,
         requester.user,
         "approval.requested",
         f"approval:{request_id}",
         {
-            "kind": kind,
-            "intent": intent,
-            "intent_hash": intent_hash,
+            "kind": intent.kind,
+            "intent": intent_data(intent),
+            "intent_hash": request.intent_hash,
             "via": requester.kind,
             "session": requester.session,
             "rationale": rationale,
@@ -172,10 +171,67 @@ def _insert(
     return request
 
 
-def first_risk_check(db: Database, settings: Settings, intent: OrderIntent) -> Verdict:
-    """Risk check #1, on the current portfolio and market, as the approver will see it."""
+async def _announce(bus: Bus, request: ApprovalRequest) -> None:
+    await bus.publish(EVENTS_TOPIC, {"id": request.id, "status": request.status, "kind": request.kind})
+
+
+def check_order(db: Database, settings: Settings, intent: OrderIntent) -> Verdict:
+    """Risk check #1, on the current portfolio and market, as the approver will see it (proposes nothing)."""
     portfolio, market = portfolio_snapshot(db, settings)
     return check(intent, portfolio, market, policy=active_policy(db), controls=load_controls(db), now=datetime.now(UTC))
+
+
+first_risk_check = check_order
+
+
+async def request_decision(
+    db: Database,
+    bus: Bus,
+    settings: Settings,
+    ask: DecisionAsk,
+    requester: Requester,
+    rationale: str = "",
+    evidence: Sequence[Evidence] = (),
+) -> ApprovalRequest:
+    """File a request for a person's decision, of any kind. Never acts: a person decides in the inbox."""
+    if isinstance(ask, OrderIntent):
+        return await propose_order(db, bus, settings, ask, requester, rationale, evidence)
+    if isinstance(ask, CancelOrder):
+        return await propose_cancel(db, bus, settings, ask.order_id, requester, rationale)
+    if isinstance(ask, ReleaseKillSwitch):
+        return await request_release(db, bus, settings, requester, rationale)
+    return await _propose(db, bus, settings, ask, requester, rationale)
+
+
+async def request_release(
+    db: Database, bus: Bus, settings: Settings, requester: Requester, rationale: str = ""
+) -> ApprovalRequest:
+    """Ask to release the kill switch as engaged now. While such a request is pending, asking again returns it."""
+    now = datetime.now(UTC)
+    fresh = True
+    with db.connection() as conn:
+        state = killswitch.state_in(conn, lock=True)  # serialised with engage, release and other requests
+        if not state.engaged:
+            raise ValidationFailedError("the kill switch is not engaged; there is nothing to release")
+        intent = killswitch.release_intent(state)
+        digest = intent.intent_hash()
+        pending = requests_table.find(conn, status="pending", kind="kill_switch_release", limit=50)
+        open_ = [r for r in pending if r.intent_hash == digest and r.expires_at > now]
+        if open_:
+            request, fresh = open_[0], False
+        else:
+            request = _insert(
+                conn,
+                intent=intent,
+                requester=requester,
+                rationale=rationale,
+                evidence=(),
+                verdict=None,
+                ttl=timedelta(seconds=settings.approval_ttl_s),
+            )
+    if fresh:
+        await _announce(bus, request)
+    return request
 
 
 async def propose_order(
@@ -194,16 +250,14 @@ async def propose_order(
     with db.connection() as conn:
         request = _insert(
             conn,
-            kind="order",
-            intent=intent.model_dump(mode="json"),
-            intent_hash=intent.intent_hash(),
+            intent=intent,
             requester=requester,
             rationale=rationale,
             evidence=evidence,
             verdict=verdict,
             ttl=timedelta(seconds=settings.approval_ttl_s),
         )
-    await bus.publish(EVENTS_TOPIC, {"id": request.id, "status": request.status, "kind": request.kind})
+    await _announce(bus, request)
     return request
 
 
@@ -212,32 +266,28 @@ async def propose_cancel(
 ) -> ApprovalRequest:
     """Ask for a human approval to cancel an open order."""
     with db.connection() as conn:
-        row = conn.execute(
-            "SELECT id, approval_id, client_order_id, account, symbol, status FROM orders WHERE id = %s", (order_id,)
-        ).fetchone()
-        if row is None:
+        order = get_order(conn, order_id=order_id)
+        if order is None:
             raise NotFoundError(f"no order {order_id}")
-        if row[5] not in ("new", "submitted", "partially_filled"):
-            raise ValidationFailedError(f"order {order_id} is {row[5]}: only open orders can be cancelled")
-        intent = {
-            "order_id": row[0],
-            "approval_id": row[1],
-            "client_order_id": row[2],
-            "account": row[3],
-            "symbol": row[4],
-        }
+        if order.status.value not in ("new", "submitted", "partially_filled"):
+            raise ValidationFailedError(f"order {order_id} is {order.status.value}: only open orders can be cancelled")
+        intent = CancelIntent(
+            order_id=order.id,
+            approval_id=order.approval_id,
+            client_order_id=order.client_order_id,
+            account=order.account,
+            symbol=order.symbol,
+        )
         request = _insert(
             conn,
-            kind="cancel",
             intent=intent,
-            intent_hash=_hash_payload(intent),
             requester=requester,
             rationale=rationale,
             evidence=(),
             verdict=None,
             ttl=timedelta(seconds=settings.approval_ttl_s),
         )
-    await bus.publish(EVENTS_TOPIC, {"id": request.id, "status": request.status, "kind": request.kind})
+    await _announce(bus, request)
     return request
 
 
@@ -250,29 +300,39 @@ async def propose_simple(
     requester: Requester,
     rationale: str = "",
 ) -> ApprovalRequest:
-    """Kill-switch release or strategy deployment requests."""
+    """Kill-switch release or strategy deployment requests with the intent given as is (prefer
+    :func:`request_decision`, which builds a release's intent from the switch's state)."""
+    typed: ApprovalIntent = (
+        KillSwitchReleaseIntent.model_validate(intent)
+        if kind == "kill_switch_release"
+        else StrategyDeploymentIntent.model_validate(intent)
+    )
+    return await _propose(db, bus, settings, typed, requester, rationale)
+
+
+async def _propose(
+    db: Database, bus: Bus, settings: Settings, typed: ApprovalIntent, requester: Requester, rationale: str
+) -> ApprovalRequest:
     with db.connection() as conn:
         request = _insert(
             conn,
-            kind=kind,
-            intent=intent,
-            intent_hash=_hash_payload(intent),
+            intent=typed,
             requester=requester,
             rationale=rationale,
             evidence=(),
             verdict=None,
             ttl=timedelta(seconds=settings.approval_ttl_s),
         )
-    await bus.publish(EVENTS_TOPIC, {"id": request.id, "status": request.status, "kind": request.kind})
+    await _announce(bus, request)
     return request
 
 
 def get_request(db: Database, request_id: str) -> ApprovalRequest:
     with db.connection() as conn:
-        row = conn.execute(f"SELECT {_COLUMNS} FROM approval_requests WHERE id = %s", (request_id,)).fetchone()
-    if row is None:
+        request = requests_table.get(conn, request_id)
+    if request is None:
         raise NotFoundError(f"no approval request {request_id}")
-    return _row(row)
+    return request
 
 
 def list_requests(
@@ -286,13 +346,9 @@ def list_requests(
 ) -> list[ApprovalRequest]:
     """Newest first, filtered."""
     with db.connection() as conn:
-        rows = conn.execute(
-            f"SELECT {_COLUMNS} FROM approval_requests WHERE (%(st)s::text IS NULL OR status = %(st)s) "
-            "AND (%(k)s::text IS NULL OR kind = %(k)s) AND (%(u)s::text IS NULL OR requested_by = %(u)s) "
-            "AND (%(sym)s::text IS NULL OR intent->>'symbol' = %(sym)s) ORDER BY created_at DESC LIMIT %(n)s",
-            {"st": status, "k": kind, "u": requested_by, "sym": symbol, "n": limit},
-        ).fetchall()
-    return [_row(r) for r in rows]
+        return requests_table.find(
+            conn, status=status, kind=kind, requested_by=requested_by, symbol=symbol, limit=limit
+        )
 
 
 async def decide(
@@ -316,12 +372,9 @@ async def decide(
         raise DecisionError("a rejection needs a reason")
     now = datetime.now(UTC)
     with db.connection() as conn:
-        row = conn.execute(
-            f"SELECT {_COLUMNS} FROM approval_requests WHERE id = %s FOR UPDATE", (request_id,)
-        ).fetchone()
-        if row is None:
+        request = requests_table.get(conn, request_id, for_update=True)
+        if request is None:
             raise NotFoundError(f"no approval request {request_id}")
-        request = _row(row)
         if request.status != "pending":
             raise DecisionError(f"request {request_id} is {request.status}, not pending")
         if request.expires_at <= now:
@@ -332,14 +385,16 @@ async def decide(
             raise DecisionError("the request is not the one you were shown; reload it")
         if settings.four_eyes and request.requested_by == user.username:
             raise DecisionError("four-eyes: you cannot decide on your own request")
-        status: Status = "approved" if approve else "rejected"
-        row = conn.execute(
-            f"UPDATE approval_requests SET status = %s, decided_by = %s, decided_at = %s, decision_reason = %s, "
-            f"decided_hash = %s WHERE id = %s RETURNING {_COLUMNS}",
-            (status, user.username, now, reason, request.intent_hash if approve else None, request_id),
-        ).fetchone()
-        assert row is not None
-        request = _row(row)
+        status: Literal["approved", "rejected"] = "approved" if approve else "rejected"
+        request = requests_table.record_decision(
+            conn,
+            request_id,
+            status=status,
+            decided_by=user.username,
+            decided_at=now,
+            reason=reason,
+            decided_hash=request.intent_hash if approve else None,
+        )
         audit(
             conn,
             user.username,
@@ -350,23 +405,34 @@ async def decide(
     if approve and request.kind == "order":
         await bus.publish(APPROVED_ORDERS_TOPIC, {"approval_id": request.id})
     elif approve and request.kind == "cancel":
-        await bus.publish(APPROVED_CANCELS_TOPIC, {"approval_id": request.id, **request.intent})
-    await bus.publish(EVENTS_TOPIC, {"id": request.id, "status": request.status, "kind": request.kind})
+        await bus.publish(APPROVED_CANCELS_TOPIC, {"approval_id": request.id, **intent_data(request.intent)})
+    elif approve and request.kind == "kill_switch_release":
+        request = await _release(db, bus, request, user.username)
+    await _announce(bus, request)
     return request
 
 
+async def _release(db: Database, bus: Bus, request: ApprovalRequest, actor: str) -> ApprovalRequest:
+    """An approved release takes effect now, in the approver's name; if it cannot, the request fails, saying why."""
+    try:
+        await killswitch.release(db, bus, actor, request.id)
+    except killswitch.KillSwitchBroadcastError as error:  # released for every submit; only the message failed
+        log.warning("approvals.release_broadcast_failed", id=request.id, error=str(error))
+    except killswitch.KillSwitchError as error:  # refused and audited by the kill switch; say so on the request
+        with db.connection() as conn:
+            requests_table.record_result(conn, request.id, "failed", {"reason": str(error)})
+    return get_request(db, request.id)
+
+
 def _expire(conn: Connection[TupleRow], request: ApprovalRequest) -> None:
-    conn.execute("UPDATE approval_requests SET status = 'expired' WHERE id = %s AND status = 'pending'", (request.id,))
+    requests_table.mark_expired(conn, request.id)
     audit(conn, "system", "approval.expired", f"approval:{request.id}", {"expires_at": request.expires_at})
 
 
 async def expire_due(db: Database, bus: Bus) -> list[str]:
     """Mark every pending request past its expiry as expired; return their ids."""
     with db.connection() as conn:
-        rows = conn.execute(
-            f"SELECT {_COLUMNS} FROM approval_requests WHERE status = 'pending' AND expires_at <= now() FOR UPDATE"
-        ).fetchall()
-        expired = [_row(r) for r in rows]
+        expired = requests_table.due_for_expiry(conn)
         for request in expired:
             _expire(conn, request)
     for request in expired:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -12,19 +12,18 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from approvals import service as approvals
-from approvals.service import ApprovalRequest, Evidence, Requester
+from approvals.service import ApprovalRequest, CancelOrder, Evidence, ReleaseKillSwitch, Requester
 from approvals.users import Role, User
 from engine.errors import ValidationFailedError
 from engine.execution.models import OrderIntent, OrderSide, OrderType, TimeInForce
+from engine.intents import intent_data
 from engine.portfolio.service import portfolio_snapshot
-from engine.risk.check import check
-from engine.risk.killswitch import controls, engage
+from engine.risk.killswitch import engage
 from engine.risk.models import Verdict
 from engine.risk.monitor import RiskStatus, risk_status
-from engine.risk.store import active_policy
 from engine.runtime import Runtime
 from engine.untrusted import wrap_untrusted
-from tools.context import current, tool_call
+from tools.context import tool_call
 
 READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
 PROPOSES = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False)
@@ -88,9 +87,11 @@ class ApprovalOut(BaseModel):
     approval_id: str
     kind: str
     status: str
-    intent: dict[str, Any]
+    summary: str = Field(description="the request in one line, as the inbox and the notifier show it")
+    intent: dict[str, Any] = Field(description="what is decided on, with its kind")
     intent_hash: str
     requested_by: str
+    via: str = Field(description="the channel the request came through: mcp, chat, cli or api")
     rationale: str = Field(description="the requester's words, marked as untrusted data")
     risk_allowed: bool | None
     risk_summary: str | None
@@ -133,9 +134,11 @@ def _approval_out(request: ApprovalRequest, runtime: Runtime) -> ApprovalOut:
         approval_id=request.id,
         kind=request.kind,
         status=request.status,
-        intent=request.intent,
+        summary=request.describe(),
+        intent={"kind": request.kind, **intent_data(request.intent)},
         intent_hash=request.intent_hash,
         requested_by=request.requested_by,
+        via=request.requester_kind,
         rationale=wrap_untrusted(request.rationale, source="requester") if request.rationale else "",
         risk_allowed=allowed,
         risk_summary=summary,
@@ -149,9 +152,9 @@ def _approval_out(request: ApprovalRequest, runtime: Runtime) -> ApprovalOut:
     )
 
 
-def _requester(ctx: Context[Any, Any, Any], user: User) -> Requester:
-    kind = "mcp" if current(ctx).transport == "http" else "cli"
-    return Requester(user=user.username, kind=kind, session=ctx.client_id)
+def _requester(user: User, session: str | None) -> Requester:
+    """Every tool call arrives over MCP (stdio or HTTP): the channel is ``mcp`` whichever transport carried it."""
+    return Requester(user=user.username, kind="mcp", session=session)
 
 
 def register(server: FastMCP[Any]) -> None:
@@ -213,19 +216,7 @@ def register(server: FastMCP[Any]) -> None:
 
         async def run(runtime: Runtime, _: User) -> CheckOut:
             intent = order.intent(runtime.settings.mode)
-
-            def work() -> Verdict:
-                portfolio, market = portfolio_snapshot(runtime.db, runtime.settings)
-                return check(
-                    intent,
-                    portfolio,
-                    market,
-                    policy=active_policy(runtime.db),
-                    controls=controls(runtime.db),
-                    now=datetime.now(UTC),
-                )
-
-            verdict = await asyncio.to_thread(work)
+            verdict = await asyncio.to_thread(approvals.check_order, runtime.db, runtime.settings, intent)
             return CheckOut(allowed=verdict.allowed, summary=verdict.summary(), verdict=verdict)
 
         return await tool_call("check_order", ctx, {"order": order}, run)
@@ -242,12 +233,12 @@ def register(server: FastMCP[Any]) -> None:
 
         async def run(runtime: Runtime, user: User) -> ApprovalOut:
             intent = order.intent(runtime.settings.mode)
-            request = await approvals.propose_order(
+            request = await approvals.request_decision(
                 runtime.db,
                 runtime.bus,
                 runtime.settings,
                 intent,
-                _requester(ctx, user),
+                _requester(user, ctx.client_id),
                 rationale,
                 evidence or [],
             )
@@ -265,8 +256,9 @@ def register(server: FastMCP[Any]) -> None:
         """Propose cancelling an open order; a human approves it in the inbox."""
 
         async def run(runtime: Runtime, user: User) -> ApprovalOut:
-            request = await approvals.propose_cancel(
-                runtime.db, runtime.bus, runtime.settings, order_id, _requester(ctx, user), rationale
+            ask = CancelOrder(order_id=order_id)
+            request = await approvals.request_decision(
+                runtime.db, runtime.bus, runtime.settings, ask, _requester(user, ctx.client_id), rationale
             )
             return _approval_out(request, runtime)
 
@@ -311,7 +303,26 @@ def register(server: FastMCP[Any]) -> None:
                 engaged=state.engaged,
                 by=state.by,
                 reason=state.reason,
-                note="Engaged. Releasing it needs an approved kill_switch_release request.",
+                note="Engaged. To release it, request_kill_switch_release; a human approves it in the inbox.",
             )
 
         return await tool_call("engage_kill_switch", ctx, {"reason": reason}, run, role=Role.TRADER)
+
+    @server.tool(annotations=PROPOSES)
+    async def request_kill_switch_release(
+        ctx: Context[Any, Any, Any],
+        rationale: Annotated[str, Field(max_length=4000, description="why trading may resume")] = "",
+    ) -> ApprovalOut:
+        """Ask for the kill switch to be released. It is NOT released here: a human approver decides in the inbox
+        (returns the request and its inbox URL); once approved, the release takes effect. Asking again while a
+        request is pending returns that request."""
+
+        async def run(runtime: Runtime, user: User) -> ApprovalOut:
+            asker = _requester(user, ctx.client_id)
+            request = await approvals.request_decision(
+                runtime.db, runtime.bus, runtime.settings, ReleaseKillSwitch(), asker, rationale
+            )
+            return _approval_out(request, runtime)
+
+        args = {"rationale": rationale}
+        return await tool_call("request_kill_switch_release", ctx, args, run, role=Role.TRADER)

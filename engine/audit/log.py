@@ -14,13 +14,15 @@ import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from psycopg import Connection
 from psycopg.rows import TupleRow
 from pydantic import BaseModel
 
+from engine.store import system_state
 from engine.store.database import Database
+from engine.store.system_state import StateKey
 from engine.telemetry import redact_processor
 
 if TYPE_CHECKING:
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
 
 GENESIS = "0" * 64
 _LOCK_KEY = 0x1A75_00A0
-_HEAD_KEY = "audit_head"
+_HEAD_KEY: Final[StateKey] = "audit_head"
 
 
 class AuditEntry(BaseModel):
@@ -91,11 +93,7 @@ def append(conn: Connection[TupleRow], actor: str, action: str, subject: str, pa
         "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
         (seq, ts, actor, action, subject, text, prev, digest),
     )
-    conn.execute(
-        "INSERT INTO system_state (key, value, updated_at) VALUES (%s, %s::jsonb, now()) "
-        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
-        (_HEAD_KEY, json.dumps({"seq": seq, "hash": digest})),
-    )
+    system_state.write(conn, _HEAD_KEY, {"seq": seq, "hash": digest})
     return seq
 
 
@@ -153,7 +151,7 @@ def verify(db: Database, anchor: AuditAnchor | None = None) -> AuditVerification
             if seq in wanted:
                 seen[seq] = digest
             prev, expected_seq, count = digest, seq + 1, count + 1
-        head = conn.execute("SELECT value FROM system_state WHERE key = %s", (_HEAD_KEY,)).fetchone()
+        head = system_state.read(conn, _HEAD_KEY)
     for point in points:
         if point.seq > count:
             return broken(
@@ -168,7 +166,7 @@ def verify(db: Database, anchor: AuditAnchor | None = None) -> AuditVerification
                 f"row {point.seq} differs from its anchored hash (rows were edited and the chain recomputed)",
             )
     if head is not None:
-        head_seq, head_hash = int(head[0]["seq"]), str(head[0]["hash"])
+        head_seq, head_hash = int(head["seq"]), str(head["hash"])
         if head_seq != count or head_hash != prev:
             return broken(count + 1, "head_mismatch", f"rows after {count} were removed (the head says {head_seq})")
     return AuditVerification(ok=True, rows=count, anchored_seq=anchored)

@@ -9,7 +9,6 @@ out of a live worker), and that the kill switch is off. Only then does it seal a
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from psycopg import Connection
 from psycopg.rows import TupleRow
@@ -18,6 +17,7 @@ from engine.errors import IQTSError
 from engine.execution.broker import ApprovedOrder, _release
 from engine.execution.models import OrderIntent
 from engine.settings import TradingMode
+from engine.store import approval_requests, system_state
 
 
 class GateRefusedError(IQTSError):
@@ -25,21 +25,18 @@ class GateRefusedError(IQTSError):
 
 
 def kill_switch_engaged(conn: Connection[TupleRow]) -> tuple[bool, str | None]:
-    row = conn.execute("SELECT value FROM system_state WHERE key = 'kill_switch'").fetchone()
-    if row is None:
+    value = system_state.read(conn, "kill_switch")
+    if value is None:
         return False, None
-    value: dict[str, Any] = row[0]
     return bool(value.get("engaged")), value.get("reason")
 
 
 def load_approved_intent(conn: Connection[TupleRow], approval_id: str) -> OrderIntent:
     """The intent stored on an order approval (raises if there is no such order approval)."""
-    row = conn.execute(
-        "SELECT intent FROM approval_requests WHERE id = %s AND kind = 'order'", (approval_id,)
-    ).fetchone()
-    if row is None:
+    intent = approval_requests.order_intent(conn, approval_id)
+    if intent is None:
         raise GateRefusedError(f"no order approval {approval_id}")
-    return OrderIntent.model_validate(row[0])
+    return intent
 
 
 def release(
@@ -52,14 +49,11 @@ def release(
 ) -> ApprovedOrder:
     """Seal ``intent`` for submission by a process trading in ``mode``, or raise GateRefusedError saying why not."""
     now = now or datetime.now(UTC)
-    row = conn.execute(
-        "SELECT kind, status, intent_hash, decided_hash, expires_at, decided_by FROM approval_requests "
-        "WHERE id = %s FOR UPDATE",
-        (approval_id,),
-    ).fetchone()
-    if row is None:
+    found = approval_requests.decision_state(conn, approval_id, for_update=True)
+    if found is None:
         raise GateRefusedError(f"refused: no approval {approval_id}")
-    kind, status, stored_hash, decided_hash, expires_at, decided_by = row
+    kind, status, stored_hash, decided_hash = found.kind, found.status, found.intent_hash, found.decided_hash
+    expires_at, decided_by = found.expires_at, found.decided_by
     if kind != "order":
         raise GateRefusedError(f"refused: approval {approval_id} is a {kind} request, not an order")
     if status != "approved" or decided_by is None:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Final
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -88,6 +88,8 @@ class OrderIntent(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    kind: Literal["order"] = Field(default="order", exclude=True)
+    """The approval kind (see engine.intents): discriminates the union of intents, never dumped or hashed."""
     account: str = Field(min_length=1, max_length=64)
     symbol: str = Field(pattern=SYMBOL_PATTERN, description="ccxt unified symbol, e.g. BTC/USDT")
     side: OrderSide
@@ -130,6 +132,16 @@ class OrderIntent(BaseModel):
     def signed_quantity(self) -> Decimal:
         """The position change if fully filled: positive for a buy, negative for a sell."""
         return self.quantity if self.side is OrderSide.BUY else -self.quantity
+
+    def describe(self) -> str:
+        """``buy 0.05 BTC/USD limit @ 8000 on paper (dry-run)``: the one line every surface shows."""
+        price = f" @ {canonical_decimal(self.price)}" if self.price is not None else ""
+        stop = f" stop {canonical_decimal(self.stop_price)}" if self.stop_price is not None else ""
+        tif = f" {self.time_in_force.value}" if self.time_in_force is not TimeInForce.GTC else ""
+        return (
+            f"{self.side.value} {canonical_decimal(self.quantity)} {self.symbol} {self.type.value}{price}{stop}{tif} "
+            f"on {self.account} ({self.mode})"
+        )
 
     def hashed_fields(self) -> dict[str, str | None]:
         """The fields an approval is bound to, in canonical text form."""

@@ -26,7 +26,7 @@ import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from psycopg import Connection
 from psycopg.rows import TupleRow
@@ -52,6 +52,7 @@ from engine.risk.check import check
 from engine.risk.models import MarketSnapshot, TradingControls, Verdict
 from engine.risk.policy import RiskPolicy
 from engine.settings import TradingMode
+from engine.store import approval_requests
 from engine.store.database import Database
 from engine.telemetry import get_logger
 
@@ -186,10 +187,8 @@ class OrderManager:
     async def _submit(self, intent: OrderIntent, approval_id: str) -> OrderRecord:
         approved: ApprovedOrder | None
         with self.db.connection() as conn:
-            stored = conn.execute(
-                "SELECT intent_hash FROM approval_requests WHERE id = %s FOR UPDATE", (approval_id,)
-            ).fetchone()
-            if stored is not None and stored[0] != intent.intent_hash():
+            stored = approval_requests.decision_state(conn, approval_id, for_update=True)
+            if stored is not None and stored.intent_hash != intent.intent_hash():
                 # checked before anything else, even for an order already made: a changed intent never rides on
                 # an earlier approval (it is refused, and the approval keeps its own state)
                 reason = (
@@ -570,13 +569,13 @@ class OrderManager:
             )
 
     def _finish_approval(
-        self, conn: Connection[TupleRow], approval_id: str, status: str, result: dict[str, Any]
+        self,
+        conn: Connection[TupleRow],
+        approval_id: str,
+        status: Literal["executed", "failed"],
+        result: dict[str, Any],
     ) -> None:
-        conn.execute(
-            "UPDATE approval_requests SET status = %s, result = %s "
-            "WHERE id = %s AND status IN ('approved', 'executed')",
-            (status, Jsonb(result), approval_id),
-        )
+        approval_requests.record_result(conn, approval_id, status, result, from_statuses=("approved", "executed"))
 
     def _notify(self, record: OrderRecord, venue: VenueOrder | None, latency: float | None) -> None:
         if self.on_update is not None:

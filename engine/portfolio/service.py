@@ -6,10 +6,9 @@ so loading applies only newer fills, and the marks (day-start and peak equity) s
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Final
 
 from psycopg import Connection
 from psycopg.rows import TupleRow
@@ -20,9 +19,11 @@ from engine.portfolio.ledger import Ledger
 from engine.portfolio.models import PortfolioSnapshot
 from engine.risk.models import MarketSnapshot
 from engine.settings import Settings
+from engine.store import system_state
 from engine.store.database import Database
+from engine.store.system_state import StateKey
 
-_KEY = "ledger"
+_KEY: Final[StateKey] = "ledger"
 _RATE_WINDOW = timedelta(minutes=1)
 
 
@@ -34,10 +35,9 @@ def _fresh(settings: Settings) -> Ledger:
 
 
 def _load_checkpoint(conn: Connection[TupleRow], settings: Settings) -> tuple[Ledger, int]:
-    row = conn.execute("SELECT value FROM system_state WHERE key = %s", (_KEY,)).fetchone()
-    if row is None:
+    value = system_state.read(conn, _KEY)
+    if value is None:
         return _fresh(settings), 0
-    value: dict[str, Any] = row[0]
     ledger = Ledger.from_dict(value["state"])
     for account in settings.accounts:  # accounts added to the configuration since the checkpoint
         if account.name not in ledger.accounts:
@@ -120,11 +120,7 @@ def portfolio_snapshot(
         ledger, last = _load_checkpoint(conn, settings)
         last = _apply_new_fills(conn, ledger, last)
         snapshot = ledger.snapshot(market.last_prices, now, fx_rates=market.fx_rates)
-        conn.execute(
-            "INSERT INTO system_state (key, value, updated_at) VALUES (%s, %s::jsonb, now()) "
-            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
-            (_KEY, json.dumps({"state": ledger.to_dict(), "last_fill_id": last})),
-        )
+        system_state.write(conn, _KEY, {"state": ledger.to_dict(), "last_fill_id": last})
         _record_recent_orders(conn, ledger, now)
         snapshot = ledger.snapshot(market.last_prices, now, fx_rates=market.fx_rates)
     return snapshot, market

@@ -10,8 +10,6 @@ used before; it is marked ``executed`` in the same transaction that releases the
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -20,18 +18,21 @@ from psycopg.rows import TupleRow
 from pydantic import BaseModel, ConfigDict
 
 from engine.audit.log import append as audit
-from engine.audit.log import canonical_json, record
+from engine.audit.log import record
 from engine.bus.protocol import Bus
 from engine.errors import BusUnavailableError, IQTSError, ValidationFailedError
 from engine.execution import metrics
+from engine.intents import KillSwitchReleaseIntent
 from engine.risk.models import BreakerTrip, TradingControls
+from engine.store import approval_requests, system_state
 from engine.store.database import Database
+from engine.store.system_state import StateKey
 from engine.telemetry import get_logger
 
 log = get_logger(__name__)
 
-KILL_SWITCH_KEY: Final = "kill_switch"
-BREAKERS_KEY: Final = "breakers"
+KILL_SWITCH_KEY: Final[StateKey] = "kill_switch"
+BREAKERS_KEY: Final[StateKey] = "breakers"
 KILL_SWITCH_TOPIC: Final = "risk.kill_switch"
 RELEASE_KIND: Final = "kill_switch_release"
 SUBJECT: Final = "kill_switch"
@@ -62,16 +63,17 @@ class KillSwitchState(BaseModel):
 def _read_state(conn: Connection[TupleRow], *, lock: bool = False) -> KillSwitchState:
     if lock:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-    row = conn.execute("SELECT value FROM system_state WHERE key = %s", (KILL_SWITCH_KEY,)).fetchone()
-    return KillSwitchState() if row is None else KillSwitchState.model_validate(row[0])
+    value = system_state.read(conn, KILL_SWITCH_KEY)
+    return KillSwitchState() if value is None else KillSwitchState.model_validate(value)
 
 
 def _write_state(conn: Connection[TupleRow], state: KillSwitchState) -> None:
-    conn.execute(
-        "INSERT INTO system_state (key, value, updated_at) VALUES (%s, %s::jsonb, now()) "
-        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
-        (KILL_SWITCH_KEY, state.model_dump_json()),
-    )
+    system_state.write(conn, KILL_SWITCH_KEY, state)
+
+
+def state_in(conn: Connection[TupleRow], *, lock: bool = False) -> KillSwitchState:
+    """The switch inside the caller's transaction; ``lock`` serialises with engage and release until commit."""
+    return _read_state(conn, lock=lock)
 
 
 def status(db: Database) -> KillSwitchState:
@@ -84,19 +86,15 @@ def status(db: Database) -> KillSwitchState:
 
 def read_breakers(conn: Connection[TupleRow]) -> tuple[BreakerTrip, ...]:
     """The tripped circuit breakers persisted under ``system_state['breakers']``."""
-    row = conn.execute("SELECT value FROM system_state WHERE key = %s", (BREAKERS_KEY,)).fetchone()
-    if row is None:
+    value = system_state.read(conn, BREAKERS_KEY)
+    if value is None:
         return ()
-    return tuple(BreakerTrip.model_validate(trip) for trip in row[0].get("trips", []))
+    return tuple(BreakerTrip.model_validate(trip) for trip in value.get("trips", []))
 
 
 def controls_in(conn: Connection[TupleRow]) -> TradingControls:
     """:func:`controls` inside the caller's transaction (one query)."""
-    rows: dict[str, Any] = dict(
-        conn.execute(
-            "SELECT key, value FROM system_state WHERE key IN (%s, %s)", (KILL_SWITCH_KEY, BREAKERS_KEY)
-        ).fetchall()
-    )
+    rows = system_state.read_many(conn, (KILL_SWITCH_KEY, BREAKERS_KEY))
     switch = KillSwitchState.model_validate(rows.get(KILL_SWITCH_KEY) or {})
     trips = tuple(BreakerTrip.model_validate(t) for t in (rows.get(BREAKERS_KEY) or {}).get("trips", []))
     metrics.set_kill_switch(switch.engaged)
@@ -173,30 +171,21 @@ async def engage(db: Database, bus: Bus, actor: str, reason: str, *, now: dateti
     return state
 
 
-def release_intent(state: KillSwitchState) -> dict[str, Any]:
+def release_intent(state: KillSwitchState) -> KillSwitchReleaseIntent:
     """What a ``kill_switch_release`` approval request shows: the engagement it would release."""
-    return {
-        "action": RELEASE_KIND,
-        "engaged_by": state.by,
-        "engaged_at": None if state.at is None else state.at.isoformat(),
-        "reason": state.reason,
-    }
-
-
-def release_intent_hash(intent: dict[str, Any]) -> str:
-    """sha256 of the canonical JSON of a release intent (the approval binds to it)."""
-    return hashlib.sha256(canonical_json(intent).encode()).hexdigest()
+    return KillSwitchReleaseIntent(
+        engaged_by=state.by,
+        engaged_at=None if state.at is None else state.at.isoformat(),
+        reason=state.reason,
+    )
 
 
 def _check_approval(conn: Connection[TupleRow], approval_id: str, state: KillSwitchState, now: datetime) -> None:
-    row = conn.execute(
-        "SELECT kind, status, intent_hash, decided_hash, decided_by, expires_at, created_at "
-        "FROM approval_requests WHERE id = %s FOR UPDATE",
-        (approval_id,),
-    ).fetchone()
-    if row is None:
+    found = approval_requests.decision_state(conn, approval_id, for_update=True)
+    if found is None:
         raise KillSwitchError(f"refused: no approval {approval_id}")
-    kind, status_, intent_hash, decided_hash, decided_by, expires_at, created_at = row
+    kind, status_, intent_hash, decided_hash = found.kind, found.status, found.intent_hash, found.decided_hash
+    decided_by, expires_at, created_at = found.decided_by, found.expires_at, found.created_at
     if kind != RELEASE_KIND:
         raise KillSwitchError(f"refused: approval {approval_id} is a {kind} request, not a kill switch release")
     if status_ == "executed":
@@ -221,9 +210,8 @@ def _release_tx(db: Database, actor: str, approval_id: str, now: datetime) -> Ki
             raise KillSwitchError("the kill switch is not engaged; nothing to release")
         _check_approval(conn, approval_id, current, now)
         state = KillSwitchState(engaged=False, by=actor, at=now, approval_id=approval_id)
-        conn.execute(
-            "UPDATE approval_requests SET status = 'executed', result = %s::jsonb WHERE id = %s",
-            (json.dumps({"released_by": actor, "released_at": now.isoformat()}), approval_id),
+        approval_requests.record_result(
+            conn, approval_id, "executed", {"released_by": actor, "released_at": now.isoformat()}
         )
         _write_state(conn, state)
         audit(

@@ -11,7 +11,6 @@ the day's loss is back within the limit. Every trip and reset is audited.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -38,6 +37,7 @@ from engine.risk.measures import (
 from engine.risk.models import BreakerLimits, BreakerName, BreakerTrip
 from engine.risk.policy import RiskPolicy
 from engine.risk.store import active_policy
+from engine.store import system_state
 from engine.store.database import Database
 from engine.telemetry import get_logger
 
@@ -58,12 +58,7 @@ def _subject(account: str | None) -> str:
 
 
 def _write_breakers(conn: Connection[TupleRow], trips: Sequence[BreakerTrip]) -> None:
-    value = {"trips": [t.model_dump(mode="json") for t in trips]}
-    conn.execute(
-        "INSERT INTO system_state (key, value, updated_at) VALUES (%s, %s::jsonb, now()) "
-        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
-        (BREAKERS_KEY, json.dumps(value)),
-    )
+    system_state.write(conn, BREAKERS_KEY, {"trips": [t.model_dump(mode="json") for t in trips]})
 
 
 def _lock(conn: Connection[TupleRow]) -> None:

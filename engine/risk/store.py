@@ -22,9 +22,11 @@ from pydantic import BaseModel, ConfigDict
 from engine.audit.log import append as audit
 from engine.errors import NotFoundError, ValidationFailedError
 from engine.risk.policy import DEFAULT_POLICY_PATH, RiskPolicy
+from engine.store import system_state
 from engine.store.database import Database
+from engine.store.system_state import StateKey
 
-ACTIVE_KEY: Final = "risk_policy_active"
+ACTIVE_KEY: Final[StateKey] = "risk_policy_active"
 """The ``system_state`` key naming the active policy version: ``{"version": "3", "by": ..., "at": ...}``."""
 _CACHE_SIZE: Final = 16
 
@@ -135,11 +137,15 @@ def _ensure_default(conn: Connection[TupleRow]) -> tuple[str, str, str]:
     return version_key(policy.version), body, digest
 
 
+def _named_version(conn: Connection[TupleRow], *, for_update: bool = False) -> str | None:
+    value = system_state.read(conn, ACTIVE_KEY, for_update=for_update)
+    return None if value is None or value.get("version") is None else str(value["version"])
+
+
 def active_version(db: Database) -> str | None:
     """The version named in ``system_state`` (None while the bundled default is in force)."""
     with db.connection() as conn:
-        row = conn.execute("SELECT value->>'version' FROM system_state WHERE key = %s", (ACTIVE_KEY,)).fetchone()
-    return None if row is None or row[0] is None else str(row[0])
+        return _named_version(conn)
 
 
 def active_policy(db: Database) -> RiskPolicy:
@@ -148,15 +154,15 @@ def active_policy(db: Database) -> RiskPolicy:
     Returns the same object for the same stored body, so its compiled rules are reused across checks.
     """
     with db.connection() as conn:
-        row = conn.execute(
-            "SELECT p.version, p.body, p.sha256 FROM system_state s "
-            "JOIN risk_policies p ON p.version = s.value->>'version' WHERE s.key = %s",
-            (ACTIVE_KEY,),
-        ).fetchone()
+        named = _named_version(conn)
+        row = (
+            None
+            if named is None
+            else conn.execute("SELECT version, body, sha256 FROM risk_policies WHERE version = %s", (named,)).fetchone()
+        )
         if row is None:
-            named = conn.execute("SELECT value->>'version' FROM system_state WHERE key = %s", (ACTIVE_KEY,)).fetchone()
             if named is not None:
-                raise NotFoundError(f"the active risk policy version {named[0]} is not stored")
+                raise NotFoundError(f"the active risk policy version {named} is not stored")
             version, body, digest = _ensure_default(conn)
         else:
             version, body, digest = str(row[0]), str(row[1]), str(row[2])
@@ -166,19 +172,16 @@ def active_policy(db: Database) -> RiskPolicy:
 def stored_policy(db: Database, version: int | str | None = None) -> StoredPolicy:
     """One stored version (the active one when ``version`` is None), with its text exactly as saved."""
     if version is None:
-        active = active_policy(db)
-        version = active.version
+        version = active_policy(db).version
     key = version_key(version)
     with db.connection() as conn:
+        active = _named_version(conn) or _default_version()
         row = conn.execute(
-            "SELECT p.version, p.body, p.sha256, p.created_at, "
-            "p.version = COALESCE((SELECT value->>'version' FROM system_state WHERE key = %s), %s) "
-            "FROM risk_policies p WHERE p.version = %s",
-            (ACTIVE_KEY, _default_version(), key),
+            "SELECT version, body, sha256, created_at FROM risk_policies WHERE version = %s", (key,)
         ).fetchone()
     if row is None:
         raise NotFoundError(f"no stored risk policy version {key} (see `iqts risk policy list`)")
-    return StoredPolicy(version=row[0], body=row[1], sha256=row[2], created_at=row[3], active=bool(row[4]))
+    return StoredPolicy(version=row[0], body=row[1], sha256=row[2], created_at=row[3], active=row[0] == active)
 
 
 def get_policy(db: Database, version: int | str) -> RiskPolicy:
@@ -191,13 +194,11 @@ def list_policies(db: Database) -> list[StoredPolicy]:
     """Every stored version, oldest first."""
     active_policy(db)  # stores the bundled default on first use
     with db.connection() as conn:
+        active = _named_version(conn) or _default_version()
         rows = conn.execute(
-            "SELECT p.version, p.body, p.sha256, p.created_at, "
-            "p.version = COALESCE((SELECT value->>'version' FROM system_state WHERE key = %s), %s) "
-            "FROM risk_policies p ORDER BY p.created_at, p.version",
-            (ACTIVE_KEY, _default_version()),
+            "SELECT version, body, sha256, created_at FROM risk_policies ORDER BY created_at, version"
         ).fetchall()
-    return [StoredPolicy(version=r[0], body=r[1], sha256=r[2], created_at=r[3], active=bool(r[4])) for r in rows]
+    return [StoredPolicy(version=r[0], body=r[1], sha256=r[2], created_at=r[3], active=r[0] == active) for r in rows]
 
 
 def _default_version() -> str:
@@ -212,22 +213,16 @@ def activate(db: Database, version: int | str, actor: str) -> RiskPolicy:
         row = conn.execute("SELECT body, sha256 FROM risk_policies WHERE version = %s", (key,)).fetchone()
         if row is None:
             raise NotFoundError(f"no stored risk policy version {key}: save it first (`iqts risk policy set FILE`)")
-        previous = conn.execute(
-            "SELECT value->>'version' FROM system_state WHERE key = %s FOR UPDATE", (ACTIVE_KEY,)
-        ).fetchone()
+        previous = _named_version(conn, for_update=True)
         policy = _parse(str(row[0]), str(row[1]), f"stored risk policy {key}")
         now = datetime.now(UTC)
-        conn.execute(
-            "INSERT INTO system_state (key, value, updated_at) VALUES (%s, %s::jsonb, now()) "
-            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
-            (ACTIVE_KEY, json.dumps({"version": key, "by": actor, "at": now.isoformat()})),
-        )
+        system_state.write(conn, ACTIVE_KEY, {"version": key, "by": actor, "at": now.isoformat()})
         audit(
             conn,
             actor,
             "risk_policy.activated",
             f"risk_policy:{key}",
-            {"version": key, "previous": None if previous is None else previous[0], "sha256": str(row[1])},
+            {"version": key, "previous": previous, "sha256": str(row[1])},
         )
     return policy
 

@@ -131,6 +131,11 @@ def test_sign_in_approve_and_reject_in_a_real_browser(stack: Stack) -> None:
             page.click("button[type=submit]")
             expect(page).to_have_url(stack.server.url + "/inbox")
             expect(page.locator("#live")).to_have_class("live on")
+            expect(page.locator("#live")).to_have_text("updates: live")  # small, at the foot, labelled
+            # the header's badge is the trading mode, not the update state
+            expect(page.locator("header.top #mode")).to_have_text("DRY-RUN")
+            expect(page.locator("header.top #mode")).to_have_class("mode dry-run")
+            expect(page.locator("header.top #live")).to_have_count(0)
 
             # an MCP client proposes while the inbox is open: it appears without a reload
             market = OrderIntent(
@@ -143,7 +148,7 @@ def test_sign_in_approve_and_reject_in_a_real_browser(stack: Stack) -> None:
             first = stack.propose(market, "Momentum: price closed above the 20-bar high on rising volume.")
             link = page.locator(f'a[href="/inbox/{first.id}"]')
             expect(link).to_be_visible()
-            expect(link).to_have_text(f"buy 0.05 BTC/USD market ({stack.account})")
+            expect(link).to_have_text(f"buy 0.05 BTC/USD market on {stack.account} (dry-run)")
 
             limit = OrderIntent(
                 account=stack.account,

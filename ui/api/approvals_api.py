@@ -14,10 +14,23 @@ from typing import Annotated, Any, Final, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field, field_validator
 
-from approvals.service import ApprovalRequest, RequestKind, Status, decide, get_request, list_requests
+from approvals.service import (
+    ApprovalRequest,
+    ReleaseKillSwitch,
+    Requester,
+    RequestKind,
+    Status,
+    decide,
+    get_request,
+    list_requests,
+    request_decision,
+)
+from approvals.users import Role, require
 from engine.errors import IQTSError, NotFoundError
 from engine.execution.models import SYMBOL_PATTERN
 from engine.execution.oms import OrderRecord, get_order, list_orders
+from engine.risk.killswitch import KillSwitchState, engage
+from engine.risk.killswitch import status as kill_switch_status
 from engine.runtime import Runtime
 from engine.store.database import Database
 from ui.api.auth import CSRF_HEADER, Principal, api_csrf, current_user
@@ -246,5 +259,64 @@ async def order(
 ) -> OrderRecord:
     try:
         return await asyncio.to_thread(_order, _runtime(request).db, order_id)
+    except IQTSError as error:
+        raise _raise(error) from None
+
+
+# -- the kill switch: engage at once (any trader), release through an approval decided in the inbox ----------
+class EngageIn(BaseModel):
+    reason: str = Field(min_length=3, max_length=500, description="why trading must stop (recorded and shown)")
+
+
+class ReleaseRequestIn(BaseModel):
+    rationale: str = Field("", max_length=4000, description="for the approver: why trading may resume")
+
+
+TRADER_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    **UNAUTHORIZED,
+    400: _error("the request cannot be made as asked (e.g. the switch is not engaged)"),
+    403: _error("not allowed: the role is below trader, or the CSRF token is missing"),
+}
+
+
+@router.get(
+    "/kill-switch", response_model=KillSwitchState, summary="The kill switch as persisted", responses={**UNAUTHORIZED}
+)
+async def kill_switch(request: Request, principal: ApiPrincipal) -> KillSwitchState:
+    return await asyncio.to_thread(kill_switch_status, _runtime(request).db)
+
+
+@router.post(
+    "/kill-switch/engage",
+    response_model=KillSwitchState,
+    summary="Engage the kill switch now (traders; no approval needed)",
+    responses=TRADER_RESPONSES,
+)
+async def engage_kill_switch(request: Request, principal: CsrfPrincipal, body: EngageIn) -> KillSwitchState:
+    runtime = _runtime(request)
+    try:
+        require(principal.user, Role.TRADER, "engage the kill switch")
+        return await engage(runtime.db, runtime.bus, principal.user.username, body.reason)
+    except IQTSError as error:
+        raise _raise(error) from None
+
+
+@router.post(
+    "/kill-switch/release-requests",
+    response_model=ApprovalRequest,
+    summary="Ask for the kill switch's release: an approver decides it in the inbox, then it takes effect",
+    responses=TRADER_RESPONSES,
+)
+async def request_kill_switch_release(
+    request: Request, principal: CsrfPrincipal, body: ReleaseRequestIn | None = None
+) -> ApprovalRequest:
+    runtime = _runtime(request)
+    asker = Requester(user=principal.user.username, kind="api")
+    try:
+        require(principal.user, Role.TRADER, "ask for the kill switch's release")
+        ask = ReleaseKillSwitch()
+        return await request_decision(
+            runtime.db, runtime.bus, runtime.settings, ask, asker, body.rationale if body else ""
+        )
     except IQTSError as error:
         raise _raise(error) from None

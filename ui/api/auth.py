@@ -1,7 +1,7 @@
 """Sign-in for the inbox and the JSON API: server-side sessions, CSRF tokens, bearer API tokens.
 
 * People sign in with a username and password (``approvals.users.authenticate``). That creates a session
-  stored server-side (``system_state`` key ``web_session:<sha256 of the session id>``, with the user id,
+  stored server-side (table ``web_sessions``, keyed by the sha256 of the session id, with the user id,
   the CSRF token and an absolute expiry); the browser holds only the random session id, signed with a
   per-install secret (HMAC-SHA256, the key lives in ``<state_dir>/session.key``, 0600, made on first use).
   The cookie is HttpOnly, SameSite=Strict, and Secure when the public URL is https. Signing out deletes
@@ -25,19 +25,18 @@ import os
 import secrets
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, Security, status
 from fastapi.responses import RedirectResponse, Response
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
-from psycopg.types.json import Jsonb
 
 from approvals.service import AuthMethod
+from approvals.sessions import create_session, delete_session, load_session
 from approvals.users import AuthError, Role, User, authenticate, resolve_token
-from engine.audit.log import append as audit
 from engine.runtime import Runtime
 from engine.store.database import Database
 from engine.telemetry import get_logger
@@ -52,7 +51,6 @@ CSRF_FIELD: Final = "csrf_token"
 SESSION_TTL: Final = timedelta(hours=8)
 LOGIN_FORM_TTL: Final = timedelta(hours=1)
 SESSION_KEY_FILE: Final = "session.key"
-_SESSION_PREFIX: Final = "web_session:"
 
 router = APIRouter(include_in_schema=False)
 
@@ -135,53 +133,21 @@ def _secure_cookies(runtime: Runtime) -> bool:
     return runtime.settings.api_url.lower().startswith("https://")
 
 
-def _session_row_key(session_id: str) -> str:
-    return _SESSION_PREFIX + hashlib.sha256(session_id.encode()).hexdigest()
-
-
-def _load_session(db: Database, row_key: str) -> Principal | None:
-    with db.connection() as conn:
-        row = conn.execute(
-            "SELECT s.value->>'csrf', u.id, u.username, u.role, u.disabled FROM system_state s "
-            "JOIN users u ON u.id = (s.value->>'uid')::bigint "
-            "WHERE s.key = %s AND (s.value->>'expires')::timestamptz > now()",
-            (row_key,),
-        ).fetchone()
-    if row is None or row[4]:
+def _load_session(db: Database, session_id: str) -> Principal | None:
+    found = load_session(db, session_id)
+    if found is None:
         return None
-    user = User(id=int(row[1]), username=str(row[2]), role=Role.parse(str(row[3])), disabled=bool(row[4]))
-    return Principal(user=user, auth="password", csrf_token=str(row[0]), session_key=row_key)
+    return Principal(user=found.user, auth="password", csrf_token=found.csrf_token, session_key=found.id_hash)
 
 
 def _create_session(db: Database, user: User, via: str) -> tuple[str, str]:
-    """A new session for ``user``: (session id for the cookie, CSRF token). Purges expired sessions."""
-    session_id = secrets.token_urlsafe(32)
-    csrf = secrets.token_urlsafe(32)
-    now = datetime.now(UTC)
-    value: dict[str, Any] = {
-        "uid": user.id,
-        "username": user.username,
-        "csrf": csrf,
-        "created": now.isoformat(),
-        "expires": (now + SESSION_TTL).isoformat(),
-    }
-    with db.connection() as conn:
-        conn.execute(
-            "DELETE FROM system_state WHERE key LIKE %s AND (value->>'expires')::timestamptz <= now()",
-            (_SESSION_PREFIX + "%",),
-        )
-        conn.execute(
-            "INSERT INTO system_state (key, value, updated_at) VALUES (%s, %s, now())",
-            (_session_row_key(session_id), Jsonb(value)),
-        )
-        audit(conn, user.username, "auth.signed_in", f"user:{user.username}", {"via": via})
-    return session_id, csrf
+    """A new session for ``user``: (session id for the cookie, CSRF token)."""
+    return create_session(db, user, via, SESSION_TTL)
 
 
 def _delete_session(db: Database, principal: Principal) -> None:
-    with db.connection() as conn:
-        conn.execute("DELETE FROM system_state WHERE key = %s", (principal.session_key,))
-        audit(conn, principal.user.username, "auth.signed_out", f"user:{principal.user.username}", {})
+    if principal.session_key is not None:
+        delete_session(db, principal.session_key, principal.user.username)
 
 
 async def session_principal(request: Request) -> Principal | None:
@@ -193,7 +159,7 @@ async def session_principal(request: Request) -> Principal | None:
     session_id = unsign(session_secret(runtime.settings.state_dir), "session", cookie)
     if session_id is None:
         return None
-    return await asyncio.to_thread(_load_session, runtime.db, _session_row_key(session_id))
+    return await asyncio.to_thread(_load_session, runtime.db, session_id)
 
 
 async def token_principal(request: Request) -> Principal | None:

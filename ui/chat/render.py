@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.events import ApprovalOutcome, ApprovalPendingEvent, ToolEndEvent, ToolStartEvent
+from engine.intents import describe_data
 
 MAX_STEP_CHARS = 6000
 """Longest tool input or output shown in a step (the rest is cut with a note)."""
@@ -330,15 +331,12 @@ class ApprovalState:
         return self.status in TERMINAL
 
 
-def order_line(intent: Mapping[str, Any]) -> str:
-    """``buy 0.01 BTC/USD market on paper`` (or ``limit at 61000``), from the intent as filed."""
-    side, qty, symbol = intent.get("side", "?"), intent.get("quantity", "?"), intent.get("symbol", "?")
-    kind = str(intent.get("type") or "market")
-    price = intent.get("price")
-    text = f"{side} {qty} {symbol} {kind}" + (f" at {price}" if price not in (None, "") else "")
-    if intent.get("account"):
-        text += f" on {intent['account']}"
-    return text
+def order_line(intent: Mapping[str, Any], fallback: str = "") -> str:
+    """``buy 0.01 BTC/USD market on paper (dry-run)``: the intent as filed, in the inbox's words (one describe()).
+
+    ``fallback`` when the intent cannot be read (the tool result lacked it, or it is not an intent).
+    """
+    return describe_data(intent) or fallback or "the proposal"
 
 
 def status_text(state: ApprovalState) -> str:
@@ -375,7 +373,7 @@ def approval_card(card: ApprovalPendingEvent, state: ApprovalState | None = None
         if state.status == "pending"
         else f"**Order proposed: {state.status}**",
         "",
-        f"- Order: **{order_line(card.intent)}**" if card.intent else f"- {card.summary}",
+        f"- Order: **{order_line(card.intent, card.summary)}**" if card.intent else f"- {card.summary}",
         f"- Pre-trade risk check: {card.risk_summary or 'not reported'}",
         f"- Approval: `{card.approval_id}`" + (f", expires {card.expires_at}" if card.expires_at else ""),
         f"- Status: {status_text(state)}",
@@ -388,4 +386,5 @@ def approval_card(card: ApprovalPendingEvent, state: ApprovalState | None = None
 
 def outcome_text(card: ApprovalPendingEvent, state: ApprovalState) -> str:
     """What to say when a decision arrives after the conversation has moved on from the proposal."""
-    return f"Update on your order to {order_line(card.intent)} (approval {card.approval_id}): {status_text(state)}"
+    what = order_line(card.intent, card.summary)
+    return f"Update on your order to {what} (approval {card.approval_id}): {status_text(state)}"

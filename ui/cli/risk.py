@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.table import Table
@@ -17,8 +18,8 @@ from ui.cli.console import emit_json, out
 
 if TYPE_CHECKING:
     from engine.bus import Bus
-    from engine.risk.killswitch import KillSwitchState
-    from engine.store.database import Database
+
+T = TypeVar("T")
 
 app = typer.Typer(help="Risk: status, kill switch, circuit breakers, policy versions.", no_args_is_help=True)
 policy_app = typer.Typer(help="Risk policy versions: show, list, set (save + activate).", no_args_is_help=True)
@@ -37,16 +38,14 @@ def _actor(by: str | None) -> str:
         return "cli"
 
 
-def _with_bus(db: Database, act: str, actor: str, argument: str) -> KillSwitchState:
+def _on_bus(act: Callable[[Bus], Awaitable[T]]) -> T:
+    """Run one async service call with a bus made from the settings (closed after)."""
     from engine.bus import make_bus
-    from engine.risk import killswitch
 
-    async def run() -> KillSwitchState:
+    async def run() -> T:
         bus: Bus = make_bus(get_settings())
         try:
-            if act == "engage":
-                return await killswitch.engage(db, bus, actor, argument)
-            return await killswitch.release(db, bus, actor, argument)
+            return await act(bus)
         finally:
             await bus.close()
 
@@ -79,27 +78,45 @@ def status_cmd(as_json: JsonOpt = False) -> None:
     out.print(table)
 
 
+@app.command("kill")
 @app.command("engage")
 def engage_cmd(
     reason: Annotated[str, typer.Option("--reason", help="why trading stops (recorded and shown)")],
     by: ByOpt = None,
 ) -> None:
     """Engage the kill switch now: blocks every new order, tells workers to cancel open ones. No approval needed."""
+    from engine.risk.killswitch import engage
+
     with database() as db:
-        state = _with_bus(db, "engage", _actor(by), reason)
+        state = _on_bus(lambda bus: engage(db, bus, _actor(by), reason))
     at = state.at.isoformat(timespec="seconds") if state.at else "?"
     out.print(f"kill switch ENGAGED by {state.by} at {at}: {state.reason}")
 
 
 @app.command("release")
 def release_cmd(
-    approval: Annotated[str, typer.Option("--approval", help="id of an approved kill_switch_release request")],
+    approval: Annotated[
+        str | None,
+        typer.Option("--approval", help="apply this approved kill_switch_release request (default: ask for one)"),
+    ] = None,
+    why: Annotated[str, typer.Option("--why", help="for the approver: why trading may resume")] = "",
     by: ByOpt = None,
 ) -> None:
-    """Release the kill switch with an approved, unexpired, unused release request."""
+    """Ask for the kill switch's release (an approver approves it in the inbox, and then it takes effect), or,
+    with --approval, apply an approved release request."""
+    from approvals.service import ReleaseKillSwitch, Requester, request_decision
+    from engine.risk.killswitch import release
+
+    settings = get_settings()
     with database() as db:
-        state = _with_bus(db, "release", _actor(by), approval)
-    out.print(f"kill switch released by {state.by} with approval {state.approval_id}")
+        if approval is not None:
+            state = _on_bus(lambda bus: release(db, bus, _actor(by), approval))
+            out.print(f"kill switch released by {state.by} with approval {state.approval_id}")
+            return
+        asker = Requester(user=_actor(by), kind="cli")
+        request = _on_bus(lambda bus: request_decision(db, bus, settings, ReleaseKillSwitch(), asker, why))
+    out.print(f"release requested: {request.id} ({request.status}); an approver decides it in the inbox:")
+    out.print(f"  {settings.api_url.rstrip('/')}/inbox/{request.id}", highlight=False)
 
 
 @app.command("reset-breaker")

@@ -44,12 +44,19 @@
     var list = document.getElementById("pending");
     var requestId = document.body.getAttribute("data-request-id");
     var source = new EventSource("/inbox/events");
+    function show(on) {
+      if (!indicator) return;
+      indicator.classList.toggle("on", on);
+      indicator.classList.toggle("off", !on);
+      var state = indicator.querySelector(".state");
+      if (state) state.textContent = on ? "live" : "off (reload to see changes)";
+    }
     source.onopen = function () {
-      if (indicator) { indicator.classList.add("on"); indicator.classList.remove("off"); }
+      show(true);
       if (list) refreshList(list);  // catch up on anything between the page load and the subscription
     };
     source.onerror = function () {
-      if (indicator) { indicator.classList.remove("on"); indicator.classList.add("off"); }
+      show(false);
     };
     source.addEventListener("approval", function (e) {
       var data = JSON.parse(e.data);

@@ -135,7 +135,7 @@ CARD = ApprovalPendingEvent(
 def test_the_approval_card_shows_the_order_the_risk_verdict_the_link_and_the_status() -> None:
     text = approval_card(CARD)
     assert "**Order proposed: waiting for a human approval**" in text
-    assert "- Order: **buy 0.1 BTC/USD limit at 61000 on paper**" in text
+    assert "- Order: **buy 0.1 BTC/USD limit @ 61000 on paper (dry-run)**" in text
     assert "- Pre-trade risk check: all risk rules pass" in text
     assert "- Approval: `apr_123`, expires 2026-01-01T10:15:00Z" in text
     assert "- Status: **pending**: waiting for an approver in the inbox. Nothing has been executed." in text
@@ -157,7 +157,11 @@ def test_status_lines_quote_the_approval_record() -> None:
         "**failed**: approved by ann but not executed: kill switch engaged."
     )
     assert status_text(ApprovalState("rejected")) == "**rejected**: no reason given. Nothing was executed."
-    assert order_line({"side": "sell", "quantity": 2, "symbol": "ETH/USD"}) == "sell 2 ETH/USD market"
+    # the inbox's describe(); an intent that cannot be read falls back to the agent's summary
+    assert order_line({"side": "sell", "quantity": 2, "symbol": "ETH/USD", "type": "market", "account": "a"}) == (
+        "sell 2 ETH/USD market on a (dry-run)"
+    )
+    assert order_line({"side": "sell", "quantity": 2}, "I proposed a sale") == "I proposed a sale"
 
 
 def test_states_come_from_get_approval_or_from_the_agents_outcome() -> None:
@@ -168,5 +172,5 @@ def test_states_come_from_get_approval_or_from_the_agents_outcome() -> None:
     assert ApprovalState.from_outcome(outcome) == ApprovalState("approved", "ann", None, None)
     assert not ApprovalState.from_outcome(outcome).final
     assert outcome_text(CARD, ApprovalState("expired")).startswith(
-        "Update on your order to buy 0.1 BTC/USD limit at 61000 on paper (approval apr_123): **expired**"
+        "Update on your order to buy 0.1 BTC/USD limit @ 61000 on paper (dry-run) (approval apr_123): **expired**"
     )

@@ -13,6 +13,7 @@ from engine.execution.models import OrderIntent, OrderSide, OrderType
 from engine.execution.worker import build_order_manager
 from engine.runtime import Runtime
 from tests.integration.inbox.helpers import PASSWORD, People, Propose, form_csrf, sign_in
+from ui.api.app import create_app
 from ui.api.inbox.templating import format_num
 
 
@@ -186,3 +187,22 @@ async def test_requests_of_other_kinds_render(client: httpx.AsyncClient, runtime
     assert f'action="/inbox/{release.id}/approve"' in page.text
     listed = (await client.get("/inbox")).text
     assert release.id in listed and '<span class="badge neutral">none</span>' in listed
+
+
+async def test_the_header_shows_the_trading_mode_and_the_update_state_apart(
+    client: httpx.AsyncClient, runtime: Runtime, people: People
+) -> None:
+    login = await client.get("/login")  # before signing in too: which IQTS is this?
+    assert '<span id="mode" class="mode dry-run" data-mode="dry-run"' in login.text and ">DRY-RUN</span>" in login.text
+    await sign_in(client, people.viewer.username)
+    page = await client.get("/inbox")
+    header = page.text[page.text.index('<header class="top">') : page.text.index("</header>")]
+    assert 'class="mode dry-run"' in header and ">DRY-RUN<" in header
+    assert 'id="live"' not in header and ">live<" not in header  # the green "live" badge meant live updates
+    assert 'id="live" class="live off"' in page.text and "updates: <span" in page.text
+    for mode, label in (("sandbox", "SANDBOX"), ("live", "LIVE TRADING")):
+        other = Runtime(settings=runtime.settings.model_copy(update={"mode": mode}), db=runtime.db, bus=runtime.bus)
+        transport = httpx.ASGITransport(app=create_app(other))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            shown = (await http.get("/login")).text
+        assert f'class="mode {mode}" data-mode="{mode}"' in shown and f">{label}</span>" in shown

@@ -8,10 +8,12 @@ import sys
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
+from approvals.service import get_request
 from engine.settings import Settings
+from engine.store.database import Database
 
 
-async def test_stdio_server_serves_the_tools(settings: Settings, sample_loaded: None) -> None:
+async def test_stdio_server_serves_the_tools(settings: Settings, db: Database, sample_loaded: None) -> None:
     env = dict(os.environ) | {"IQTS_STATE_DIR": str(settings.state_dir), "IQTS_DB_NAME": settings.db_name}
     params = StdioServerParameters(command=sys.executable, args=["-m", "ui.cli.main", "mcp"], env=env)
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
@@ -31,6 +33,9 @@ async def test_stdio_server_serves_the_tools(settings: Settings, sample_loaded: 
         assert not proposal.isError and proposal.structuredContent is not None
         assert proposal.structuredContent["status"] == "pending"
         assert proposal.structuredContent["requested_by"] == "local"
+        assert proposal.structuredContent["via"] == "mcp"  # stdio is MCP too: never labelled "via cli"
+        stored = get_request(db, proposal.structuredContent["approval_id"])
+        assert stored.requester_kind == "mcp"
         resources = {str(r.uri) for r in (await session.list_resources()).resources}
         assert {"iqts://strategies", "iqts://risk-policy", "iqts://recent-runs"} <= resources
         policy = await session.read_resource("iqts://risk-policy")

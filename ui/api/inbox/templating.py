@@ -98,6 +98,23 @@ def render_fragment(template: str, context: dict[str, Any]) -> str:
     return ENV.get_template(template).render(**context)
 
 
+_MODES: Final = {
+    "dry-run": ("DRY-RUN", "dry-run: orders are simulated by the paper broker; nothing reaches an exchange"),
+    "sandbox": ("SANDBOX", "sandbox: orders go to the exchange's test venue, with test money"),
+    "live": ("LIVE TRADING", "live: approved orders are sent to the exchange with real money"),
+}
+
+
+def _mode(request: Request) -> dict[str, str]:
+    """The trading mode this IQTS runs in, for the header badge (nothing when the app has no runtime)."""
+    runtime = getattr(request.app.state, "runtime", None)
+    mode = getattr(getattr(runtime, "settings", None), "mode", None)
+    if mode not in _MODES:
+        return {"mode": ""}
+    label, note = _MODES[mode]
+    return {"mode": mode, "mode_label": label, "mode_note": note}
+
+
 def render(
     request: Request,
     template: str,
@@ -117,6 +134,7 @@ def render(
         "nav": "",
         "live": False,
         "request_id": "",
+        **_mode(request),
     }
     values.update(context or {})
     html = ENV.get_template(template).render(**values)

@@ -19,6 +19,7 @@ from engine.errors import (
     ValidationFailedError,
 )
 from engine.execution.oms import OrderRecord, get_order
+from engine.intents import intent_data
 from engine.store.database import Database
 from engine.telemetry import get_logger
 from ui.api.inbox.chart import load_chart, render_svg
@@ -78,22 +79,10 @@ class RequestRow(BaseModel):
     outcome: str
 
 
-def describe_intent(request: ApprovalRequest) -> str:
-    """One line: ``buy 0.1 BTC/USD limit @ 8000 (paper)`` and the like."""
-    intent = request.intent
-    if request.kind == "order":
-        price = f" @ {intent['price']}" if intent.get("price") is not None else ""
-        stop = f" stop {intent['stop_price']}" if intent.get("stop_price") is not None else ""
-        return (
-            f"{intent.get('side', '?')} {intent.get('quantity', '?')} {intent.get('symbol', '?')} "
-            f"{intent.get('type', '?')}{price}{stop} ({intent.get('account', '?')})"
-        )
-    if request.kind == "cancel":
-        return f"cancel order {intent.get('order_id', '?')} {intent.get('symbol', '')} ({intent.get('account', '?')})"
-    if request.kind == "kill_switch_release":
-        return "release the kill switch"
-    name = intent.get("strategy") or intent.get("name") or ""
-    return f"deploy strategy {name}".strip()
+def symbol_of(request: ApprovalRequest) -> str | None:
+    """The symbol the request is about (orders, cancels, deployments on one symbol), else None."""
+    symbol = getattr(request.intent, "symbol", None)
+    return symbol if isinstance(symbol, str) else None
 
 
 def outcome(request: ApprovalRequest, order: OrderRecord | None) -> str:
@@ -110,6 +99,8 @@ def outcome(request: ApprovalRequest, order: OrderRecord | None) -> str:
     result = request.result or {}
     if result.get("reason"):
         return str(result["reason"])
+    if request.kind == "kill_switch_release" and request.status == "executed":
+        return f"kill switch released by {result.get('released_by', '?')}"
     if request.status == "rejected" and request.decision_reason:
         return request.decision_reason
     return ""
@@ -129,8 +120,8 @@ def _rows(db: Database, requests: list[ApprovalRequest]) -> list[RequestRow]:
         RequestRow(
             request=r,
             status=effective_status(r, now),
-            summary=describe_intent(r),
-            symbol=r.intent.get("symbol") if isinstance(r.intent.get("symbol"), str) else None,
+            summary=r.describe(),
+            symbol=symbol_of(r),
             order=orders.get(r.id),
             outcome=outcome(r, orders.get(r.id)),
         )
@@ -183,6 +174,8 @@ class Detail(BaseModel):
     request: ApprovalRequest
     status: str
     summary: str
+    symbol: str | None
+    fields: dict[str, Any]
     order: OrderRecord | None
     outcome: str
     verdict_allowed: bool | None
@@ -213,10 +206,10 @@ def load_detail(db: Database, request_id: str) -> Detail:
     rows = [VerdictRow.model_validate(r) for r in verdict.get("results", [])]
     chart_svg: Markup | None = None
     chart_note: str | None = None
-    symbol = request.intent.get("symbol")
-    if isinstance(symbol, str):
+    symbol = symbol_of(request)
+    if symbol is not None:
         try:
-            chart = load_chart(db, symbol, request.intent)
+            chart = load_chart(db, symbol, intent_data(request.intent))
         except IQTSError as error:
             chart, chart_note = None, str(error)
         if chart is None:
@@ -230,7 +223,9 @@ def load_detail(db: Database, request_id: str) -> Detail:
     return Detail(
         request=request,
         status=effective_status(request),
-        summary=describe_intent(request),
+        summary=request.describe(),
+        symbol=symbol,
+        fields=intent_data(request.intent),
         order=order,
         outcome=outcome(request, order),
         verdict_allowed=verdict.get("allowed") if verdict else None,
