@@ -181,9 +181,6 @@ def check_order(db: Database, settings: Settings, intent: OrderIntent) -> Verdic
     return check(intent, portfolio, market, policy=active_policy(db), controls=load_controls(db), now=datetime.now(UTC))
 
 
-first_risk_check = check_order
-
-
 async def request_decision(
     db: Database,
     bus: Bus,
@@ -246,7 +243,7 @@ async def propose_order(
     """Ask for a human approval of ``intent``; runs risk check #1. Never executes anything."""
     if intent.mode != settings.mode:
         raise ValidationFailedError(f"this IQTS runs in {settings.mode} mode; the order asks for {intent.mode}")
-    verdict = first_risk_check(db, settings, intent)
+    verdict = check_order(db, settings, intent)
     with db.connection() as conn:
         request = _insert(
             conn,

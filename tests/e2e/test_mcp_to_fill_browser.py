@@ -24,6 +24,7 @@ from engine.execution.gate import GateRefusedError
 from engine.execution.models import OrderIntent
 from engine.execution.oms import list_orders
 from engine.execution.worker import ExecutionWorker, build_order_manager
+from engine.intents import intent_data
 from tests.e2e.test_inbox_browser import CHROMIUM, CHROMIUM_ARGS, Stack, stack  # noqa: F401  (the fixture)
 from tests.integration.inbox.helpers import PASSWORD
 
@@ -127,7 +128,7 @@ def test_mcp_proposal_to_paper_fill_reject_expire_and_change(stack: Stack, worke
     assert rejected["approval_id"] not in orders and expiring["approval_id"] not in orders
 
     # 4. change: the approved order with a different quantity is refused; it needs a new approval
-    changed = OrderIntent.model_validate({**request.intent, "quantity": "0.021"})
+    changed = OrderIntent.model_validate({**intent_data(request.intent), "quantity": "0.021"})
 
     async def resubmit() -> None:
         await build_order_manager(stack.runtime).submit_approved(changed, request.id)

@@ -212,7 +212,7 @@ async def test_a_decision_after_the_conversation_moved_on_is_posted_as_a_notice(
     notices = sink.of("notice")
     assert len(notices) == 1
     assert notices[0].startswith(
-        f"Update on your order to buy 0.03 BTC/USD market on paper (approval {card.approval_id})"
+        f"Update on your order to buy 0.03 BTC/USD market on paper (dry-run) (approval {card.approval_id})"
     )
     assert "rejected** by ann-approver: enough BTC for today" in notices[0]
 
