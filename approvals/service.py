@@ -402,7 +402,7 @@ async def decide(
     if approve and request.kind == "order":
         await bus.publish(APPROVED_ORDERS_TOPIC, {"approval_id": request.id})
     elif approve and request.kind == "cancel":
-        await bus.publish(APPROVED_CANCELS_TOPIC, {"approval_id": request.id, **intent_data(request.intent)})
+        await bus.publish(APPROVED_CANCELS_TOPIC, {"approval_id": request.id})  # the worker reads the rest
     elif approve and request.kind == "kill_switch_release":
         request = await _release(db, bus, request, user.username)
     await _announce(bus, request)

@@ -16,6 +16,7 @@ from psycopg.rows import TupleRow
 from engine.errors import IQTSError
 from engine.execution.broker import ApprovedOrder, _release
 from engine.execution.models import OrderIntent
+from engine.intents import CancelIntent
 from engine.settings import TradingMode
 from engine.store import approval_requests, system_state
 
@@ -37,6 +38,25 @@ def load_approved_intent(conn: Connection[TupleRow], approval_id: str) -> OrderI
     if intent is None:
         raise GateRefusedError(f"no order approval {approval_id}")
     return intent
+
+
+def approved_cancel(conn: Connection[TupleRow], approval_id: str, *, now: datetime | None = None) -> CancelIntent:
+    """The cancel an approver approved, checked as an order is (kind, decision, unchanged intent, unexpired);
+    raises GateRefusedError saying why not. The caller holds the request's row lock until it records the result."""
+    now = now or datetime.now(UTC)
+    found = approval_requests.get(conn, approval_id, for_update=True)
+    if found is None:
+        raise GateRefusedError(f"refused: no approval {approval_id}")
+    if not isinstance(found.intent, CancelIntent):
+        raise GateRefusedError(f"refused: approval {approval_id} is a {found.kind} request, not a cancel")
+    state = approval_requests.decision_state(conn, approval_id)
+    if found.status != "approved" or state is None or state.decided_by is None:
+        raise GateRefusedError(f"refused: approval {approval_id} is {found.status}, not approved")
+    if found.intent.intent_hash() != found.intent_hash or state.decided_hash != found.intent_hash:
+        raise GateRefusedError(f"refused: the cancel differs from what was approved in {approval_id}")
+    if found.expires_at <= now:
+        raise GateRefusedError(f"refused: approval {approval_id} expired at {found.expires_at.isoformat()}")
+    return found.intent
 
 
 def release(

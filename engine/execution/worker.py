@@ -29,12 +29,13 @@ from engine.errors import IQTSError
 from engine.execution import gate, metrics
 from engine.execution.broker import VenueOrder, VenueUnavailableError
 from engine.execution.modes import ModeCheck, validate_mode, verify_key_permissions
-from engine.execution.oms import WORKER_ACTOR, OrderManager, OrderRecord, SubmissionBusyError
+from engine.execution.oms import WORKER_ACTOR, OrderManager, OrderRecord, SubmissionBusyError, get_order
 from engine.execution.router import Router
 from engine.portfolio.service import portfolio_snapshot
 from engine.risk.killswitch import controls as load_controls
 from engine.risk.store import active_policy
 from engine.runtime import Runtime
+from engine.store import approval_requests
 from engine.telemetry import get_logger
 
 log = get_logger(__name__)
@@ -56,6 +57,7 @@ def _first_error(error: ValidationError) -> str:
 
 APPROVED_TOPIC = "orders.approved"
 KILL_TOPIC = "risk.kill_switch"
+CANCELS_TOPIC = "orders.cancel_approved"  # approvals.service publishes an approved cancel request's id here
 
 
 def build_order_manager(
@@ -142,6 +144,42 @@ class ExecutionWorker:
             return
         log.info("worker.submitted", approval_id=approval_id, order_id=record.id, status=record.status.value)
 
+    async def handle_cancel(self, message: Message) -> None:
+        """An approved cancel request: checked like an order approval, then the order is cancelled at its venue and
+        the request records what happened (executed with the order's state, or failed with the reason)."""
+        try:
+            approval_id = ApprovedMessage.model_validate(message.payload).approval_id
+        except ValidationError as error:
+            raise PoisonMessageError(f"not an approved-cancel message: {_first_error(error)}") from None
+        db = self.runtime.db
+        with db.connection() as conn:
+            try:
+                intent = gate.approved_cancel(conn, approval_id)
+            except gate.GateRefusedError as error:
+                log.warning("worker.cancel_refused", approval_id=approval_id, reason=str(error))
+                return
+            record = get_order(conn, order_id=intent.order_id)
+        if record is None or not record.status.is_open:
+            state = "unknown" if record is None else record.status.value
+            with db.connection() as conn:
+                approval_requests.record_result(
+                    conn, approval_id, "failed", {"reason": f"order {intent.order_id} is {state}, not open"}
+                )
+            return
+        try:
+            cancelled = await self.manager.cancel(record, f"approval:{approval_id}", "approved cancel request")
+        except (VenueUnavailableError, SubmissionBusyError):
+            raise  # stays pending: retried after the reclaim idle time
+        except IQTSError as error:
+            with db.connection() as conn:
+                approval_requests.record_result(conn, approval_id, "failed", {"reason": str(error)})
+            return
+        with db.connection() as conn:
+            approval_requests.record_result(
+                conn, approval_id, "executed", {"order_id": cancelled.id, "status": cancelled.status.value}
+            )
+        log.info("worker.cancelled", approval_id=approval_id, order_id=cancelled.id, status=cancelled.status.value)
+
     async def handle_kill_switch(self, message: Message) -> None:
         if message.payload.get("engaged"):
             cancelled = await self.manager.cancel_all("kill-switch", str(message.payload.get("reason") or ""))
@@ -169,6 +207,9 @@ class ExecutionWorker:
         tasks = [
             asyncio.create_task(
                 consume_forever(bus, APPROVED_TOPIC, "execution", self.name, self.handle_approved, stop, **common)
+            ),
+            asyncio.create_task(
+                consume_forever(bus, CANCELS_TOPIC, "execution-cancel", self.name, self.handle_cancel, stop, **common)
             ),
             asyncio.create_task(
                 consume_forever(bus, KILL_TOPIC, "execution-kill", self.name, self.handle_kill_switch, stop, **common)
