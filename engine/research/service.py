@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -82,7 +82,7 @@ class OptimiseRequest(CostsRequest):
     folds: int = 1
     batch_size: int | None = None
     seed: int | None = None
-    storage: StorageKind = "journal"
+    storage: str = Field("journal", description="journal, rdb or memory")
     name: str | None = Field(None, description="the name workers join by (default: the id)")
     walk_forward: WalkForwardOptions | None = Field(None, description="also validate out of sample")
 
@@ -585,7 +585,14 @@ def compare_runs(db: Database, run_ids: list[str]) -> CompareOut:
     return CompareOut(runs=rows, best=best, same_data=len({r.data_checksum for r in records}) == 1)
 
 
+def _storage(request: OptimiseRequest) -> StorageKind:
+    if request.storage not in ("journal", "rdb", "memory"):
+        raise ValidationFailedError(f"storage: journal, rdb or memory (got {request.storage!r})")
+    return cast("StorageKind", request.storage)
+
+
 def _optimise_spec(db: Database, request: OptimiseRequest) -> tuple[StudySpec, Any]:
+    _storage(request)
     return _study_spec(
         db,
         request,
@@ -603,7 +610,7 @@ def create_study(db: Database, request: OptimiseRequest, actor: str) -> StudyRec
     from engine.research.optimize import create_study as create
 
     spec, bars = _optimise_spec(db, request)
-    record, _ = create(db, spec, actor, storage=request.storage, name=request.name, bars=bars)
+    record, _ = create(db, spec, actor, storage=_storage(request), name=request.name, bars=bars)
     return record
 
 
@@ -628,7 +635,7 @@ def optimise(
         request.trials,
         actor,
         wf,
-        storage=request.storage,
+        storage=_storage(request),
         name=request.name,
         bars=bars,
         progress=progress,
@@ -695,6 +702,23 @@ def indicators(db: Database, request: IndicatorsRequest) -> IndicatorsOut:
         indicators=[r.label for r in requests],
         rows=rows,
     )
+
+
+def run_worker(
+    db: Database,
+    study: str,
+    trials: int,
+    actor: str,
+    *,
+    progress: Progress | None = None,
+    journal: JournalWriter | None = None,
+) -> StudyOut:
+    """Join a stored study (id or name), run ``trials`` trials here, and summarise it (other workers may run)."""
+    from engine.research.optimize import finish_study, run_study
+
+    _trials(trials)
+    record = run_study(db, study, trials, progress=progress)
+    return study_out(finish_study(db, record.id, actor, journal=journal))
 
 
 OptimiseRequest.model_rebuild()
