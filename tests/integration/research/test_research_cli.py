@@ -120,3 +120,22 @@ def test_bad_input_is_one_clear_line(
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1, lines
     assert expected in lines[0]
+
+
+def test_the_metrics_table_prints_money_without_scientific_notation(
+    db: Database, sample_loaded: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    @contextmanager
+    def test_database() -> Iterator[Database]:
+        yield db
+
+    monkeypatch.setattr(research, "database", test_database)
+    monkeypatch.setenv("COLUMNS", "200")
+    with _argv("backtest", "sma_cross", "BTC/USD", "-t", "1h", "--no-journal"), pytest.raises(SystemExit) as exited:
+        cli_main.main()
+    assert exited.value.code in (0, None)
+    printed = capsys.readouterr().out
+    [row] = [line for line in printed.splitlines() if "final_equity" in line]
+    assert "e+" not in printed and "e-0" not in printed
+    value = row.replace("│", " ").split()[-1]
+    assert "," in value and value.replace(",", "").replace(".", "").isdigit()  # e.g. 49,340.12, not 4.934e+04
