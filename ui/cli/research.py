@@ -306,20 +306,15 @@ def reproduce_cmd(run_id: Annotated[str, typer.Argument(help="run id, bt_...")],
 @backtest_app.command("strategies")
 def strategies_cmd(as_json: JsonOpt = False) -> None:
     """The registered strategies and their parameters' bounds."""
-    from engine.strategies import list_strategies
+    from engine.research import service
 
-    specs = list_strategies()
+    listed = service.list_strategies()
     if as_json:
-        emit_json(
-            [
-                {"name": s.name, "summary": s.summary, "parameters": [p.model_dump() for p in s.search_space()]}
-                for s in specs
-            ]
-        )
+        emit_json(listed)
         return
     table = Table("strategy", "parameters (default, bounds)", "summary")
-    for s in specs:
-        space = ", ".join(f"{p.name}={p.default:g} [{p.low:g}..{p.high:g}]" for p in s.search_space())
+    for s in listed.strategies:
+        space = ", ".join(f"{p.name}={p.default:g} [{p.low:g}..{p.high:g}]" for p in s.parameters)
         table.add_row(s.name, space or "-", s.summary)
     out.print(table)
 
