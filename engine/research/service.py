@@ -29,6 +29,7 @@ from engine.research.studies import StorageKind, StudyRecord, StudySpec
 from engine.store.database import Database
 
 MAX_TRIALS = 2000
+"""Trials one MCP call may ask for (the CLI and workers have no cap)."""
 MAX_INDICATOR_WINDOW = 500
 INDICATOR_HISTORY = 100_000
 """Bars read before an indicator window at most (indicators warm up on them)."""
@@ -365,10 +366,9 @@ def _walk_forward_config(options: WalkForwardOptions) -> Any:
         raise ValidationFailedError("walk-forward " + _first_error(error)) from None
 
 
-def _trials(trials: int, *, allow_zero: bool = False) -> None:
-    low = 0 if allow_zero else 1
-    if not low <= trials <= MAX_TRIALS:
-        raise ValidationFailedError(f"trials: must be between {low} and {MAX_TRIALS} (got {trials})")
+def _trials(trials: int) -> None:
+    if trials < 1:
+        raise ValidationFailedError(f"trials: must be at least 1 (got {trials})")
 
 
 # -- result building ----------------------------------------------------------------------------------------------
