@@ -159,7 +159,7 @@ import numpy as np
 from engine.backtest.bars import Bars
 from engine.backtest.vectorized import run_backtest, run_grid
 imported = time.perf_counter()
-closes = 100 + np.cumsum(np.random.default_rng(0).normal(0, 1, 5000))
+closes = 100 * np.exp(np.cumsum(np.random.default_rng(0).normal(0, 0.01, 5000)))  # positive: Bars refuses prices <= 0
 bars = Bars.from_arrays(closes, closes + 1, closes - 1, closes, timeframe="1m")
 ready = time.perf_counter()
 run_backtest("sma_cross", bars, {"fast": 10, "slow": 50})

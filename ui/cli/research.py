@@ -8,30 +8,26 @@ joins an existing study from any machine that reaches the same database.
 from __future__ import annotations
 
 import getpass
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any
 
 import click
 import typer
-from pydantic import BaseModel, ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from typer.core import TyperGroup
 
 from engine.errors import ValidationFailedError
+from engine.formatting import format_number
 from engine.telemetry import get_logger
 from ui.cli.common import database, parse_time_ms
 from ui.cli.console import emit_json, err, out
 
 if TYPE_CHECKING:  # numba, Optuna and pandas load only when a command runs
-    from engine.backtest.config import BacktestConfig
-    from engine.research.optimize import StudyResult
-    from engine.research.runs import JournalWriter, RunRecord
-    from engine.research.studies import StorageKind
-    from engine.store.database import Database
+    from engine.research.runs import JournalWriter
+    from engine.research.service import BacktestOut, StudyOut
 
 log = get_logger(__name__)
 
@@ -113,21 +109,6 @@ def parse_params(items: list[str] | None) -> dict[str, str]:
     return params
 
 
-def build_config(**options: Any) -> BacktestConfig:
-    """A BacktestConfig from CLI options (None: the default); a bad value names its option."""
-    from engine.backtest.config import BacktestConfig
-
-    values = {k: v for k, v in options.items() if v is not None}
-    try:
-        return BacktestConfig.model_validate(values)
-    except ValidationError as error:
-        first = error.errors()[0]
-        option = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "config"
-        raise ValidationFailedError(
-            f"{option}: {first['msg'].removeprefix('Input ')} (got {first.get('input')!r})"
-        ) from None
-
-
 def _range(since: str | None, until: str | None) -> tuple[int | None, int | None]:
     return (
         parse_time_ms(since, "--since") if since else None,
@@ -173,13 +154,7 @@ def _trial_bar(label: str) -> Iterator[Any]:
 
 
 def _fmt(value: Any, pct: bool = False) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "-"
-        return f"{value:.2%}" if pct else f"{value:.4g}"
-    return str(value)
+    return format_number(value, pct=pct)
 
 
 _PCT = {
@@ -195,31 +170,11 @@ _PCT = {
 }
 
 
-def _metrics_table(record: RunRecord) -> Table:
-    table = Table("metric", "value", title=f"{record.id}: {record.strategy} {record.symbol} {record.timeframe}")
-    for name, value in record.metrics.model_dump().items():
+def _metrics_table(run: BacktestOut) -> Table:
+    table = Table("metric", "value", title=f"{run.run_id}: {run.strategy} {run.symbol} {run.timeframe}")
+    for name, value in run.metrics.model_dump().items():
         table.add_row(name, _fmt(value, name in _PCT))
     return table
-
-
-class BacktestOut(BaseModel):
-    """`iqts backtest --json`."""
-
-    run: Any
-    report: str | None = None
-
-
-def _write_report(db: Database, record: RunRecord, path: Path, bars: Any | None = None) -> Path:
-    from engine.research.report import render_html
-    from engine.research.runs import load_arrays, load_trades, rerun
-
-    if bars is None:
-        bars, _ = rerun(db, record)
-    ts, equity = load_arrays(db, record.id)
-    path = path.expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(record, ts, bars.close, equity, load_trades(db, record.id)), encoding="utf-8")
-    return path
 
 
 @backtest_app.command("run")
@@ -245,50 +200,36 @@ def backtest_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Backtest STRATEGY on the stored SYMBOL series; the run is stored and can be reproduced by its id."""
-    from engine.research.backtests import backtest
-    from engine.strategies import get_strategy
+    from engine.research import service
 
-    spec = get_strategy(strategy)
-    params = spec.validate_params(parse_params(param)).model_dump()
-    config = build_config(
-        fee=fee,
-        slippage=slippage,
-        fill_at=fill_at,
-        direction=direction,
-        stop_loss=stop_loss,
-        take_profit=take_profit,
-        trailing_stop=trailing_stop,
-        initial_cash=cash,
-    )
     start_ms, end_ms = _range(since, until)
-    with database() as db, _spinner(f"backtest {strategy} {symbol}") as status:
-        outcome = backtest(
-            db,
-            strategy,
-            symbol,
-            actor=_actor(by),
-            params=params,
-            config=config,
-            timeframe=timeframe,
-            exchange=exchange,
-            start_ms=start_ms,
-            end_ms=end_ms,
-            journal=knowledge_journal(no_journal),
-        )
-        written = None
-        if report is not None:
-            status("writing the report")
-            written = _write_report(db, outcome.record, report, outcome.bars)
-    if as_json:
-        emit_json(BacktestOut(run=outcome.record.model_dump(mode="json"), report=str(written) if written else None))
-        return
-    out.print(_metrics_table(outcome.record))
-    out.print(
-        f"run [bold]{outcome.record.id}[/] stored ({outcome.record.n_bars:,} bars, "
-        f"{outcome.record.start:%Y-%m-%d} .. {outcome.record.end:%Y-%m-%d}, {outcome.record.exchange})"
+    request = service.BacktestRequest(
+        **_given(locals(), "strategy", "symbol", "timeframe", "exchange", "fee", "slippage", "fill_at", "direction"),
+        **_given(locals(), "stop_loss", "take_profit", "trailing_stop"),
+        params=parse_params(param),
+        initial_cash=cash,
+        start_ms=start_ms,
+        end_ms=end_ms,
+        report_path=report,
     )
-    if written is not None:
-        out.print(f"report: {written}")
+    with database() as db, _spinner(f"backtest {strategy} {symbol}"):
+        run = service.backtest(db, request, _actor(by), journal=knowledge_journal(no_journal))
+    _print_run(run, as_json)
+
+
+def _print_run(run: BacktestOut, as_json: bool, *, details: bool = False) -> None:
+    if as_json:
+        emit_json(run)
+        return
+    out.print(_metrics_table(run))
+    if details:
+        out.print(f"params {run.params}; config {run.config}")
+    out.print(
+        f"run [bold]{run.run_id}[/] {run.exchange} {run.symbol} {run.timeframe} {run.start:%Y-%m-%d %H:%M} .. "
+        f"{run.end:%Y-%m-%d %H:%M} ({run.n_bars:,} bars, sha256 {run.data_checksum[:16]}); engine {run.engine_version}"
+    )
+    if run.report is not None:
+        out.print(f"report: {run.report}")
 
 
 @backtest_app.command("show")
@@ -298,23 +239,11 @@ def show_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """A stored run: parameters, data, metrics (and its HTML report on request)."""
-    from engine.research.runs import get_run
+    from engine.research import service
 
     with database() as db:
-        record = get_run(db, run_id)
-        written = _write_report(db, record, report) if report is not None else None
-    if as_json:
-        emit_json(BacktestOut(run=record.model_dump(mode="json"), report=str(written) if written else None))
-        return
-    out.print(_metrics_table(record))
-    out.print(f"params {record.params}; config {record.config.model_dump()}")
-    out.print(
-        f"data {record.exchange} {record.symbol} {record.timeframe} {record.start:%Y-%m-%d %H:%M} .. "
-        f"{record.end:%Y-%m-%d %H:%M} ({record.n_bars:,} bars, sha256 {record.data_checksum[:16]}); "
-        f"engine {record.engine_version}"
-    )
-    if written is not None:
-        out.print(f"report: {written}")
+        run = service.get_backtest(db, run_id, report_path=report)
+    _print_run(run, as_json, details=True)
 
 
 @backtest_app.command("list")
@@ -325,18 +254,18 @@ def list_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """The newest stored runs."""
-    from engine.research.runs import list_runs
+    from engine.research import service
 
     with database() as db:
-        runs = list_runs(db, limit, strategy=strategy, symbol=symbol)
+        runs = service.list_runs(db, limit, strategy=strategy, symbol=symbol)
     if as_json:
-        emit_json([r.model_dump(mode="json") for r in runs])
+        emit_json(runs)
         return
     table = Table("id", "created", "strategy", "params", "series", "return", "sharpe", "max dd", "trades")
-    for r in runs:
+    for r in runs.runs:
         m = r.metrics
         table.add_row(
-            r.id,
+            r.run_id,
             f"{r.created_at:%Y-%m-%d %H:%M}",
             r.strategy,
             ", ".join(f"{k}={v}" for k, v in r.params.items()),
@@ -347,6 +276,11 @@ def list_cmd(
             str(m.n_trades),
         )
     out.print(table)
+
+
+def _given(arguments: dict[str, Any], *names: str) -> dict[str, Any]:
+    """The named command options, for a service request."""
+    return {name: arguments[name] for name in names}
 
 
 @backtest_app.command("reproduce")
@@ -372,20 +306,15 @@ def reproduce_cmd(run_id: Annotated[str, typer.Argument(help="run id, bt_...")],
 @backtest_app.command("strategies")
 def strategies_cmd(as_json: JsonOpt = False) -> None:
     """The registered strategies and their parameters' bounds."""
-    from engine.strategies import list_strategies
+    from engine.research import service
 
-    specs = list_strategies()
+    listed = service.list_strategies()
     if as_json:
-        emit_json(
-            [
-                {"name": s.name, "summary": s.summary, "parameters": [p.model_dump() for p in s.search_space()]}
-                for s in specs
-            ]
-        )
+        emit_json(listed)
         return
     table = Table("strategy", "parameters (default, bounds)", "summary")
-    for s in specs:
-        space = ", ".join(f"{p.name}={p.default:g} [{p.low:g}..{p.high:g}]" for p in s.search_space())
+    for s in listed.strategies:
+        space = ", ".join(f"{p.name}={p.default:g} [{p.low:g}..{p.high:g}]" for p in s.parameters)
         table.add_row(s.name, space or "-", s.summary)
     out.print(table)
 
@@ -393,7 +322,7 @@ def strategies_cmd(as_json: JsonOpt = False) -> None:
 # -- optimize -----------------------------------------------------------------------------------------------------
 
 
-def _print_study(result: StudyResult) -> None:
+def _print_study(result: StudyOut) -> None:
     table = Table(
         "#",
         "params",
@@ -416,10 +345,9 @@ def _print_study(result: StudyResult) -> None:
             _fmt(m.get("n_trades")),
         )
     out.print(table)
-    c = result.counts
     out.print(
-        f"{result.n_trials} trials: {c.complete} complete, {c.infeasible} infeasible, {c.pruned} pruned, "
-        f"{c.failed} failed, {c.running} running (status {result.status})"
+        f"{result.n_trials} trials: {result.complete} complete, {result.infeasible} infeasible, {result.pruned} "
+        f"pruned, {result.failed} failed, {result.running} running (status {result.status})"
     )
     out.print(
         f"best {result.best_params} -> {', '.join(_fmt(v) for v in result.best_values)}; "
@@ -502,79 +430,38 @@ def optimize_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Optimise STRATEGY's parameters on SYMBOL (TPE, or NSGA-II for several objectives) in a stored study."""
-    from engine.research.data import resolve_and_load
-    from engine.research.optimize import create_study
-    from engine.research.studies import StudySpec, parse_objectives
-    from engine.research.walkforward import WalkForwardConfig, optimize_with_walk_forward
-    from engine.strategies import get_strategy
+    from engine.research import service
 
-    spec_strategy = get_strategy(strategy)
-    if storage not in ("journal", "rdb", "memory"):
-        raise ValidationFailedError(f"--storage: journal, rdb or memory (got {storage!r})")
-    kind = cast("StorageKind", storage)
-    if trials < 0:
-        raise ValidationFailedError(f"--trials: must be >= 0 (got {trials})")
-    fixed = parse_params(param)
-    unknown = [n for n in fixed if n not in spec_strategy.param_names]
-    if unknown:
-        raise ValidationFailedError(
-            f"{strategy}: unknown parameter '{unknown[0]}' (known: {', '.join(spec_strategy.param_names)})"
-        )
-    objectives = parse_objectives(objective or ["sharpe"])
-    config = build_config(fee=fee, slippage=slippage, fill_at=fill_at, direction=direction)
-    wf = None
-    if walk_forward:
-        try:
-            wf = WalkForwardConfig.model_validate(
-                {"windows": windows, "mode": wf_mode, "train_ratio": train_ratio, "trials": wf_trials or max(trials, 1)}
-            )
-        except ValidationError as error:
-            first = error.errors()[0]
-            raise ValidationFailedError(f"walk-forward {first['loc'][0]}: {first['msg']}") from None
     start_ms, end_ms = _range(since, until)
-    with database() as db:
-        selection, bars = resolve_and_load(
-            db, symbol, timeframe=timeframe, exchange=exchange, start_ms=start_ms, end_ms=end_ms
+    request = service.OptimiseRequest(
+        **_given(locals(), "strategy", "symbol", "trials", "timeframe", "exchange", "fee", "slippage", "fill_at"),
+        **_given(locals(), "direction", "folds", "seed"),
+        objectives=objective or ["sharpe"],
+        fixed_params=parse_params(param),
+        batch_size=batch,
+        storage=storage,
+        name=study_name,
+        start_ms=start_ms,
+        end_ms=end_ms,
+        walk_forward=service.WalkForwardOptions(
+            windows=windows, mode=wf_mode, train_ratio=train_ratio, trials=wf_trials or max(trials, 1)
         )
-        try:
-            fixed_model = {k: v for k, v in spec_strategy.validate_params(fixed).model_dump().items() if k in fixed}
-            spec = StudySpec(
-                strategy=strategy,
-                selection=selection,
-                objectives=objectives,
-                config=config,
-                fixed_params=fixed_model,
-                folds=folds,
-                batch_size=batch,
-                seed=seed,
-            )
-        except ValidationError as error:
-            first = error.errors()[0]
-            raise ValidationFailedError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
-        actor = _actor(by)
+        if walk_forward
+        else None,
+    )
+    with database() as db:
         if trials == 0:
-            record, _ = create_study(db, spec, actor, storage=kind, name=study_name, bars=bars)
+            record = service.create_study(db, request, _actor(by))
             if as_json:
                 emit_json(record)
-            else:
-                out.print(
-                    f"study [bold]{record.id}[/] created (name {record.optuna_name}, storage {record.storage}); "
-                    f"run workers with `iqts optimize worker {record.optuna_name} --trials N`"
-                )
+                return
+            out.print(
+                f"study [bold]{record.id}[/] created (name {record.optuna_name}, storage {record.storage}); "
+                f"run workers with `iqts optimize worker {record.optuna_name} --trials N`"
+            )
             return
         with _trial_bar(f"{strategy} {symbol}") as progress:
-            result = optimize_with_walk_forward(
-                db,
-                spec,
-                trials,
-                actor,
-                wf,
-                storage=kind,
-                name=study_name,
-                bars=bars,
-                progress=progress,
-                journal=knowledge_journal(no_journal),
-            )
+            result = service.optimise(db, request, _actor(by), progress=progress, journal=knowledge_journal(no_journal))
     if as_json:
         emit_json(result)
         return
@@ -590,13 +477,12 @@ def worker_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Join a stored study and run trials (start several, on any machines that reach the database)."""
-    from engine.research.optimize import finish_study, run_study
+    from engine.research import service
 
-    if trials < 1:
-        raise ValidationFailedError(f"--trials: must be at least 1 (got {trials})")
     with database() as db, _trial_bar(f"worker {study}") as progress:
-        record = run_study(db, study, trials, progress=progress)
-        result = finish_study(db, record.id, _actor(by), journal=knowledge_journal(no_journal))
+        result = service.run_worker(
+            db, study, trials, _actor(by), progress=progress, journal=knowledge_journal(no_journal)
+        )
     if as_json:
         emit_json(result)
         return

@@ -33,16 +33,15 @@ def test_backtest_stores_a_run_and_writes_a_self_contained_report(
         *("--json", "--report", str(report), "--no-journal"),
     )
     assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout)
-    run = out["run"]
-    assert run["id"].startswith("bt_") and run["params"] == {"fast": 10, "slow": 50}
+    run = json.loads(done.stdout)  # the research service's BacktestOut, as the MCP tool returns it
+    assert run["run_id"].startswith("bt_") and run["params"] == {"fast": 10, "slow": 50}
     assert run["config"]["fee"] == 0.002 and run["config"]["fill_at"] == "close" and run["n_bars"] == 8760
-    assert out["report"] == str(report)
+    assert run["report"] == str(report)
     page = report.read_text()
-    assert page.count("<svg") == 3 and "sma_cross" in page and run["id"] in page
+    assert page.count("<svg") == 3 and "sma_cross" in page and run["run_id"] in page
     assert "<script" not in page and "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
-    assert get_run(db, run["id"]).created_by.startswith("cli")
-    assert reproduce(db, run["id"]).identical
+    assert get_run(db, run["run_id"]).created_by.startswith("cli")
+    assert reproduce(db, run["run_id"]).identical
 
 
 def test_optimize_then_two_worker_processes_share_the_study(
@@ -94,8 +93,8 @@ def _argv(*args: str) -> Iterator[None]:
         (["backtest", "sma_cross", "BTC/USD", "-p", "fast=60", "-p", "slow=50"], "parameter 'slow' must be greater"),
         (["backtest", "sma_cross", "BTC/USD", "-p", "fast"], "--param: expected NAME=VALUE"),
         (["backtest", "sma_cross", "BTC/USD", "--since", "2031-01-01"], "empty data range"),
-        (["backtest", "sma_cross", "BTC/USD", "--fee", "0.5"], "--fee: should be less than 0.1"),
-        (["backtest", "sma_cross", "BTC/USD", "--fill-at", "noon"], "--fill-at"),
+        (["backtest", "sma_cross", "BTC/USD", "--fee", "0.5"], "fee: should be less than 0.1"),
+        (["backtest", "sma_cross", "BTC/USD", "--fill-at", "noon"], "fill_at: "),
         (["optimize", "sma_cross", "BTC/USD", "--objective", "sharp"], "objective: unknown metric 'sharp'"),
         (["optimize", "sma_cross", "BTC/USD", "-p", "fst=3"], "unknown parameter 'fst'"),
         (["optimize", "worker", "st_0000000000000000"], "no study 'st_0000000000000000'"),
@@ -121,3 +120,22 @@ def test_bad_input_is_one_clear_line(
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1, lines
     assert expected in lines[0]
+
+
+def test_the_metrics_table_prints_money_without_scientific_notation(
+    db: Database, sample_loaded: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    @contextmanager
+    def test_database() -> Iterator[Database]:
+        yield db
+
+    monkeypatch.setattr(research, "database", test_database)
+    monkeypatch.setenv("COLUMNS", "200")
+    with _argv("backtest", "sma_cross", "BTC/USD", "-t", "1h", "--no-journal"), pytest.raises(SystemExit) as exited:
+        cli_main.main()
+    assert exited.value.code in (0, None)
+    printed = capsys.readouterr().out
+    [row] = [line for line in printed.splitlines() if "final_equity" in line]
+    assert "e+" not in printed and "e-0" not in printed
+    value = row.replace("│", " ").split()[-1]
+    assert "," in value and value.replace(",", "").replace(".", "").isdigit()  # e.g. 49,340.12, not 4.934e+04
