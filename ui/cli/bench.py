@@ -19,6 +19,7 @@ SUITES: dict[str, tuple[str, str]] = {
     "risk": ("bench.risk_bench", "run_risk_bench"),
     "execution": ("bench.execution_bench", "run_execution_bench"),
     "optimize": ("bench.optimize_bench", "run_optimize_bench"),
+    "startup": ("bench.startup_bench", "run_startup_bench"),
 }
 
 
