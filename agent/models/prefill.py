@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -127,6 +128,8 @@ def thread_candidates() -> list[int]:
 
 
 def choose_threads(directory: Path | None, fallback: int) -> int:
-    """The fastest thread count of a fresh measurement in ``directory``; ``fallback`` without one."""
-    choice = load_choice(directory) if directory is not None else None
+    """The fastest thread count of the last measurement in ``directory`` (of any age: every model of a process must
+    pick the same count to share its engine; the warm-up measures again when it is stale); ``fallback`` without
+    one."""
+    choice = load_choice(directory, fresh_s=math.inf) if directory is not None else None
     return choice.threads if choice is not None else fallback

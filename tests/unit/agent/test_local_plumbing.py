@@ -138,4 +138,14 @@ def test_threads_come_from_a_fresh_measurement(tmp_path: Path) -> None:
     ]
     assert prefill.save_choice(directory, samples).threads == 1  # two threads collapsed under load: one wins
     assert prefill.choose_threads(directory, 2) == 1
-    assert prefill.load_choice(directory, fresh_s=-1) is None  # stale: measured again
+    assert prefill.load_choice(directory, fresh_s=-1) is None  # stale: the warm-up measures again
+    assert prefill.choose_threads(directory, 2) == 1  # until then every model of the process picks the same
+
+
+def test_the_warm_up_notice_counts_seconds_then_says_ready(settings: Settings) -> None:
+    from agent import warmup
+
+    assert warmup.notice(12.4, ready=False).startswith("warming up the local model (12 s)")
+    assert warmup.notice(40, ready=True) == "The local model is ready (warm-up took 40 s)."
+    assert warmup.uses_local_model(settings.model_copy(update={"llm": "local"}))
+    assert not warmup.uses_local_model(settings.model_copy(update={"llm": "ollama:qwen2.5"}))
