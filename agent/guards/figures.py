@@ -296,9 +296,17 @@ def _inside_rendered(raw: str, figures: list[Figure]) -> bool:
     return any(raw in f.text for f in figures)
 
 
+def states(answer: str, figure: Figure) -> bool:
+    """The answer already gives this figure: as rendered, or as a number that is its value at the precision
+    written (8709.49 for a last price of 8709.49; 393 % for a total return of 3.93)."""
+    if figure.text in answer:
+        return True
+    return any(_matches(raw, figure.shown) for raw in numbers_in_text(answer))
+
+
 def figure_block(figures: list[Figure], answer: str) -> str:
-    """The rendered figures the answer does not already show, grouped by series and period ('' when none)."""
-    missing = [f for f in figures if f.text not in answer]
+    """The rendered figures the answer does not already give, grouped by series and period ('' when none)."""
+    missing = [f for f in figures if not states(answer, f)]
     if not missing:
         return ""
     groups: dict[str, list[Figure]] = {}
