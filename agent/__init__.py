@@ -4,3 +4,7 @@ Public API: :class:`agent.session.Copilot` (``connect``, ``ask``, ``resume``), t
 :func:`agent.models.make_chat_model` and :func:`agent.models.describe_model`, :mod:`agent.mcp` targets
 (:class:`McpStdio`, :class:`McpHttp`). Imports are lazy so that ``import agent`` stays cheap.
 """
+
+from engine.imports import defer_slow_imports
+
+defer_slow_imports()  # before the MCP SDK (agent.mcp) or agent.models.constrained import jsonschema

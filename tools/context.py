@@ -45,12 +45,18 @@ class ToolRuntime:
     local_user: User = field(default_factory=lambda: LOCAL_USER)
 
 
-def lifespan(tool_runtime: ToolRuntime) -> Callable[[FastMCP[Any]], AbstractAsyncContextManager[ToolRuntime]]:
+Bound = ToolRuntime | asyncio.Future[ToolRuntime]
+
+
+def lifespan(tool_runtime: Bound) -> Callable[[FastMCP[Any]], AbstractAsyncContextManager[Bound]]:
     """The FastMCP lifespan that hands ``tool_runtime`` to every request of the server (stdio: one session; HTTP:
-    each session enters it). The runtime's own lifetime belongs to the process that built it."""
+    each session enters it). The runtime's own lifetime belongs to the process that built it.
+
+    A future stands for a runtime still starting (``iqts mcp`` answers ``initialize`` first); the server lets no
+    tool run before it is resolved."""
 
     @asynccontextmanager
-    async def run(_server: FastMCP[Any]) -> AsyncIterator[ToolRuntime]:
+    async def run(_server: FastMCP[Any]) -> AsyncIterator[Bound]:
         yield tool_runtime
 
     return run
@@ -64,6 +70,8 @@ def current(ctx: Context[Any, Any, Any] | None) -> ToolRuntime:
             state = ctx.request_context.lifespan_context
         except (ValueError, LookupError):
             state = None
+    if isinstance(state, asyncio.Future) and state.done() and not state.cancelled() and state.exception() is None:
+        state = state.result()
     if not isinstance(state, ToolRuntime):
         raise ToolError("IQTS tools are not bound to a runtime")
     return state

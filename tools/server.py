@@ -2,19 +2,39 @@
 
 Transports: stdio (``iqts mcp``: the local user, role trader) and streamable HTTP mounted at ``/mcp`` in the
 API process (bearer tokens from ``iqts users token``, mapped to a user and role).
+
+Over stdio the server answers ``initialize`` before it has imported its tool modules (pandas, numba and the
+services below them take seconds) or started the database: :func:`serve_stdio` does both in the background, and
+``tools/list``, ``tools/call`` and the resource and prompt requests wait until they are done. IDE clients give up
+on a server that is slow to initialise, and the agent's own session pays the same start.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from mcp.server.fastmcp import FastMCP
 from mcp.server.transport_security import TransportSecuritySettings
 
-from engine.runtime import Runtime
-from tools import context
+from engine.telemetry import get_logger
+
+if TYPE_CHECKING:
+    from mcp.server.lowlevel.helper_types import ReadResourceContents
+    from mcp.types import ContentBlock, GetPromptResult
+    from mcp.types import Prompt as MCPPrompt
+    from mcp.types import Resource as MCPResource
+    from mcp.types import ResourceTemplate as MCPResourceTemplate
+    from mcp.types import Tool as MCPTool
+    from pydantic import AnyUrl
+
+    from engine.runtime import Runtime
+
+log = get_logger(__name__)
 
 INSTRUCTIONS = (
     "IQTS: crypto quant research and trading. Research with the data and research tools. Orders are only ever "
@@ -25,41 +45,129 @@ INSTRUCTIONS = (
 
 # tool modules, each with a register(server) function; optional ones are skipped when their layer is absent
 TOOL_MODULES = ("tools.data_tools", "tools.research_tools", "tools.knowledge_tools", "tools.order_tools")
+OTHER_MODULES = ("tools.resources", "tools.prompts")
 
 
-def transport_security(runtime: Runtime) -> TransportSecuritySettings:
+def transport_security(api_url: str) -> TransportSecuritySettings:
     """DNS-rebinding protection: loopback names plus the public URL's host."""
     hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
     origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
-    public = urlsplit(runtime.settings.api_url)
+    public = urlsplit(api_url)
     if public.hostname and public.hostname not in ("127.0.0.1", "localhost", "::1"):
         hosts += [public.netloc, f"{public.hostname}:*"]
         origins += [f"{public.scheme}://{public.netloc}"]
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
 
 
-def build_server(runtime: Runtime, *, transport: str, streamable_http_path: str = "/mcp") -> FastMCP[Any]:
-    """A FastMCP server bound to ``runtime`` through its lifespan context (no process-wide state)."""
-    server: FastMCP[Any] = FastMCP(
-        "iqts",
-        instructions=INSTRUCTIONS,
-        streamable_http_path=streamable_http_path,
-        stateless_http=False,
-        json_response=False,
-        log_level="WARNING",
-        transport_security=transport_security(runtime),
-        lifespan=context.lifespan(context.ToolRuntime(runtime=runtime, transport=transport)),
-    )
-    for name in TOOL_MODULES:
+def import_modules() -> list[ModuleType]:
+    """The tool, resource and prompt modules (the slow part of starting: they import the services)."""
+    modules = []
+    for name in (*TOOL_MODULES, *OTHER_MODULES):
         try:
-            module = importlib.import_module(name)
+            modules.append(importlib.import_module(name))
         except ModuleNotFoundError as error:
-            if error.name == name:
+            if error.name == name and name in TOOL_MODULES:
                 continue
             raise
-        module.register(server)
-    from tools import prompts, resources
+    return modules
 
-    resources.register(server)
-    prompts.register(server)
+
+def register_all(server: FastMCP[Any], modules: Iterable[ModuleType]) -> None:
+    for module in modules:
+        module.register(server)
+
+
+def _options(streamable_http_path: str, security: TransportSecuritySettings | None) -> dict[str, Any]:
+    return {
+        "instructions": INSTRUCTIONS,
+        "streamable_http_path": streamable_http_path,
+        "stateless_http": False,
+        "json_response": False,
+        "log_level": "WARNING",
+        "transport_security": security,
+    }
+
+
+def build_server(runtime: Runtime, *, transport: str, streamable_http_path: str = "/mcp") -> FastMCP[Any]:
+    """A FastMCP server bound to ``runtime`` through its lifespan context (no process-wide state), tools registered."""
+    from tools import context
+
+    server: FastMCP[Any] = FastMCP(
+        "iqts",
+        **_options(streamable_http_path, transport_security(runtime.settings.api_url)),
+        lifespan=context.lifespan(context.ToolRuntime(runtime=runtime, transport=transport)),
+    )
+    register_all(server, import_modules())
     return server
+
+
+class StartingServer(FastMCP[Any]):
+    """A FastMCP server that answers ``initialize`` at once and every other request once :attr:`ready` is done."""
+
+    ready: asyncio.Future[Any] | None = None
+
+    async def _wait(self) -> None:
+        if self.ready is not None:
+            await asyncio.shield(self.ready)  # raises what the start-up raised: the client sees the reason
+
+    async def list_tools(self) -> list[MCPTool]:
+        await self._wait()
+        return await super().list_tools()
+
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> Sequence[ContentBlock] | dict[str, Any]:
+        await self._wait()
+        return await super().call_tool(name, arguments)
+
+    async def list_resources(self) -> list[MCPResource]:
+        await self._wait()
+        return await super().list_resources()
+
+    async def list_resource_templates(self) -> list[MCPResourceTemplate]:
+        await self._wait()
+        return await super().list_resource_templates()
+
+    async def read_resource(self, uri: AnyUrl | str) -> Iterable[ReadResourceContents]:
+        await self._wait()
+        return await super().read_resource(uri)
+
+    async def list_prompts(self) -> list[MCPPrompt]:
+        await self._wait()
+        return await super().list_prompts()
+
+    async def get_prompt(self, name: str, arguments: dict[str, Any] | None = None) -> GetPromptResult:
+        await self._wait()
+        return await super().get_prompt(name, arguments)
+
+
+async def serve_stdio(start_runtime: Callable[[], Runtime]) -> None:
+    """Serve MCP over stdio; the runtime (``start_runtime``, run in a thread) and the tool modules start while the
+    client initialises. The runtime is closed on exit."""
+    from tools import context
+
+    bound: asyncio.Future[context.ToolRuntime] = asyncio.get_running_loop().create_future()
+    server = StartingServer("iqts", **_options("/mcp", None), lifespan=context.lifespan(bound))
+    runtime_started = asyncio.ensure_future(asyncio.to_thread(start_runtime))
+    modules_imported = asyncio.ensure_future(asyncio.to_thread(import_modules))
+
+    async def prepare() -> Runtime:
+        modules = await modules_imported
+        runtime = await runtime_started
+        bound.set_result(context.ToolRuntime(runtime=runtime, transport="stdio"))
+        register_all(server, modules)
+        return runtime
+
+    server.ready = asyncio.ensure_future(prepare())
+    server.ready.add_done_callback(_log_failure)
+    try:
+        await server.run_stdio_async()
+    finally:
+        # nothing is cancelled: a thread cannot be stopped, and a runtime it started must still be closed
+        results = await asyncio.gather(runtime_started, server.ready, return_exceptions=True)
+        runtime = results[0]
+        if not isinstance(runtime, BaseException):
+            await runtime.aclose()
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("mcp.start_failed", error=str(task.exception())[:300])

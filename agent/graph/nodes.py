@@ -19,6 +19,7 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.config import get_stream_writer
 from langgraph.types import interrupt
+from pydantic import BaseModel
 
 from agent.events import (
     AnswerCheckOut,
@@ -33,6 +34,7 @@ from agent.graph.state import AgentState
 from agent.guards.answers import NO_PROPOSAL, ProposalSummary, parse_proposals
 from agent.guards.arguments import ground_arguments
 from agent.guards.evidence import collect_evidence, numbers_in_text, numbers_in_value, to_decimal, ungrounded_numbers
+from agent.guards.figures import Figure, figure_block, figure_sources, render_figures
 from agent.guards.intake import IntakeVerdict, check_intake
 from agent.guards.trade_intent import GuardBlock, TradeIntent, check_action_call, parse_trade_intent
 from agent.memory import model_window
@@ -165,6 +167,7 @@ def make_intake(deps: AgentDeps) -> Any:
             "intake": verdict.model_dump(mode="json"),
             "steps": 0,
             "blocked": [],
+            "failures": [],
             "pending_approval": None,
             "approval_outcome": None,
             "final": None,
@@ -192,7 +195,13 @@ def make_agent(deps: AgentDeps) -> Any:
                 "results above; ask me a narrower question."
             )
             return {"messages": [AIMessage(content=text)], "steps": steps}
+        failures = [FailedCall.model_validate(f) for f in state.get("failures", [])]
+        if len(failures) > deps.settings.agent_error_retries:
+            return {"messages": [AIMessage(content=gave_up(failures))], "steps": steps}
         window = [SystemMessage(content=prompt), *model_window(state["messages"], state.get("turn_start", 0))]
+        recovery = _recovery_hint(state, failures, deps.settings.agent_error_retries)
+        if recovery is not None:  # the error is in view above; say plainly what to do with it (not stored)
+            window.append(HumanMessage(content=recovery))
         started = time.monotonic()
         try:
             reply = await deps.model.ainvoke(window, config)
@@ -219,6 +228,56 @@ def make_agent(deps: AgentDeps) -> Any:
         return {"messages": [reply], "steps": steps + 1}
 
     return agent
+
+
+class FailedCall(BaseModel):
+    """A tool call of this turn that returned an error (what it was, and what the error said)."""
+
+    tool: str
+    arguments: dict[str, Any]
+    error: str
+
+    @property
+    def signature(self) -> str:
+        return call_signature(self.tool, self.arguments)
+
+
+def call_signature(tool: str, arguments: Mapping[str, Any]) -> str:
+    return tool + json.dumps(arguments, sort_keys=True, default=str)
+
+
+def _recovery_hint(state: AgentState, failures: list[FailedCall], retries: int) -> str | None:
+    """After a failed call (the last step's results), a reminder to correct it rather than repeat it."""
+    turn = _turn(state)
+    last_results = []
+    for message in reversed(turn):
+        if not isinstance(message, ToolMessage):
+            break
+        last_results.append(message)
+    failed_now = [m for m in last_results if m.status == "error" and not _is_blocked(m)]
+    if not failed_now or not failures:
+        return None
+    left = retries - len(failures) + 1
+    names = ", ".join(sorted({m.name or "tool" for m in failed_now}))
+    return (
+        f"(IQTS) The call to {names} failed: the error above names what was wrong and may list the valid values. "
+        "Call the tool again with the argument corrected to one of those values (copy it exactly), call another "
+        f"tool that lists them, or answer the user with what is missing. Do not repeat the same call. {left} "
+        f"attempt{'s' if left != 1 else ''} left."
+    )
+
+
+def _is_blocked(message: ToolMessage) -> bool:
+    return isinstance(message.artifact, Mapping) and "blocked" in message.artifact
+
+
+def gave_up(failures: list[FailedCall]) -> str:
+    """The answer when the bound on corrections is reached: what failed, in the tools' own words."""
+    lines = [f"- {f.tool}: {f.error}" for f in failures[-3:]]
+    return (
+        f"I could not complete this: {len(failures)} tool calls failed and I stopped correcting them. The last "
+        "errors were:\n" + "\n".join(lines) + "\nTell me which of the valid values you meant and I will try again."
+    )
 
 
 def _trade_hint(state: AgentState, reply: AIMessage) -> str | None:
@@ -263,6 +322,7 @@ def make_tools(deps: AgentDeps) -> Any:
         artifacts = [a for _, a in _artifacts(state)]
         proposed = sum(1 for name, _ in _artifacts(state) if name == "propose_order")
         blocked = list(state.get("blocked", []))
+        failures = [FailedCall.model_validate(f) for f in state.get("failures", [])]
         dropped = last.additional_kwargs.get("iqts_dropped", {})
         out: list[ToolMessage] = []
         pending: dict[str, Any] | None = None
@@ -290,9 +350,27 @@ def make_tools(deps: AgentDeps) -> Any:
                 )
                 _emit(ToolEndEvent(call_id=call_id, tool=name, status="blocked", reason=reason))
                 continue
+            repeated = next((f for f in failures if f.signature == call_signature(name, args)), None)
+            if repeated is not None:  # the same call fails the same way: say so instead of sending it again
+                reason = f"this exact call already failed ({repeated.error[:300]}); change the arguments"
+                failures.append(FailedCall(tool=name, arguments=args, error=reason))
+                out.append(
+                    ToolMessage(
+                        content=wrap_untrusted(f"error: {reason}. Nothing was sent.", source=f"tool:{name}"),
+                        tool_call_id=call_id,
+                        name=name,
+                        status="error",
+                        artifact={"structured": None, "text": reason},
+                    )
+                )
+                _emit(ToolEndEvent(call_id=call_id, tool=name, status="error", text=reason))
+                continue
             message, structured, duration = await _run_tool(tool, call_id, name, args, config, deps)
             out.append(message)
             status = "error" if message.status == "error" else "ok"
+            if status == "error":
+                text = message.artifact.get("text", "") if isinstance(message.artifact, dict) else ""
+                failures.append(FailedCall(tool=name, arguments=args, error=str(text)[:500] or "error"))
             _emit(
                 ToolEndEvent(
                     call_id=call_id,
@@ -308,7 +386,12 @@ def make_tools(deps: AgentDeps) -> Any:
                 artifacts.append(structured)
                 if structured.get("status") == "pending":
                     pending = structured
-        return {"messages": out, "blocked": blocked, "pending_approval": pending}
+        return {
+            "messages": out,
+            "blocked": blocked,
+            "failures": [f.model_dump() for f in failures],
+            "pending_approval": pending,
+        }
 
     return tools
 
@@ -455,6 +538,25 @@ def describe_outcome(outcome: ApprovalOutcome, summary: ProposalSummary) -> str:
 # -- final -------------------------------------------------------------------------------------------------------
 
 
+async def _render_figures(
+    text: str, figures: list[Figure], sources: set[Decimal], deps: AgentDeps
+) -> tuple[str, AnswerCheckOut | None]:
+    """The model's words with its figures checked against the rendered tool results (repaired when they do not
+    match), and the rendered figures it did not state appended."""
+    from agent.guards.rails import check_figures
+
+    result = await asyncio.to_thread(check_figures, text, figures, sources, state_dir=deps.state_dir)
+    words = result.text.strip() or "Here is what the tools returned."
+    block = figure_block(figures, words)
+    check = None
+    if result.repair is not None:
+        log.info("agent.figures_repaired", repair=result.repair.describe()[:300])
+        check = AnswerCheckOut(
+            passed=False, failures=[result.repair.describe()], validator=result.validator, replaced=True
+        )
+    return (f"{words}\n\n{block}" if block else words), check
+
+
 def make_final(deps: AgentDeps) -> Any:
     async def final(state: AgentState) -> dict[str, Any]:
         verdict = IntakeVerdict.model_validate(state.get("intake") or {"decision": "ok", "text": "", "redactions": []})
@@ -499,6 +601,10 @@ def make_final(deps: AgentDeps) -> Any:
             check = AnswerCheckOut(
                 passed=not failures, failures=failures, validator=result.validator, replaced=replaced
             )
+        figures = render_figures(artifacts) if verdict.allowed else []
+        sources |= figure_sources(figures)
+        if from_model and figures and not proposals_raw:
+            text, check = await _render_figures(text, figures, sources, deps)
         if blocked and verdict.allowed:
             notes = "; ".join(f"{b.tool}: {b.reason}" for b in blocked)
             if "blocked" not in text.lower():

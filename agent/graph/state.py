@@ -16,6 +16,7 @@ class AgentState(TypedDict, total=False):
     intake: dict[str, Any]  # IntakeVerdict
     steps: int  # model calls this turn
     blocked: list[dict[str, Any]]  # GuardBlock, this turn
+    failures: list[dict[str, Any]]  # FailedCall, this turn: tool calls that returned an error
     pending_approval: dict[str, Any] | None  # propose_order's result while waiting on a person
     approval_outcome: dict[str, Any] | None  # ApprovalOutcome once read back
     final: dict[str, Any] | None  # FinalEvent of this turn

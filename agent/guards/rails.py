@@ -20,7 +20,9 @@ import threading
 import warnings
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel
 
 from agent.guards.answers import (
     AnswerCheck,
@@ -29,12 +31,13 @@ from agent.guards.answers import (
     check_no_false_claims,
     check_no_invented_numbers,
 )
+from agent.guards.figures import Figure, FigureRepair, repair_figures
 from engine.telemetry import get_logger
 
 log = get_logger(__name__)
 
 _lock = threading.Lock()
-_state: dict[str, Any] = {"runner": None, "unavailable": None}
+_state: dict[str, Any] = {"runner": None, "figures": None, "unavailable": None}
 
 
 def prepare_offline(state_dir: Path) -> None:
@@ -91,16 +94,41 @@ def _build_runner() -> Any:
             passed=bool(outcome.validation_passed) and not failures, failures=failures, validator="guardrails-ai"
         )
 
+    @register_validator(name="iqts/figures-from-tools", data_type="string")  # type: ignore[misc]
+    class FiguresFromTools(Validator):  # type: ignore[misc]
+        """Each figure of the answer is a tool result's, at its scale: otherwise FIX replaces or removes it."""
+
+        def _validate(self, value: Any, metadata: dict[str, Any]) -> Any:
+            repair = repair_figures(str(value), metadata["figures"], metadata["sources"])
+            if not repair.changed:
+                return PassResult()
+            return FailResult(error_message=repair.describe(), fix_value=repair.text)
+
+    def figures(answer: str, rendered: list[Figure], sources: set[Decimal]) -> FigureCheck:
+        guard = OfflineGuard(name="iqts-answer-figures")
+        guard.configure(allow_metrics_collection=False)
+        guard.use(FiguresFromTools(on_fail=OnFailAction.FIX, use_local=True))
+        metadata: dict[str, Any] = {"figures": rendered, "sources": sources}
+        outcome = guard.validate(answer, metadata=metadata)
+        text = outcome.validated_output if isinstance(outcome.validated_output, str) else answer
+        repair = repair_figures(answer, rendered, sources) if text != answer else None  # what the FIX did, said
+        return FigureCheck(text=text, repair=repair, validator="guardrails-ai")
+
+    _state["figures"] = figures
     return run
 
 
-def check_answer(
-    answer: str, proposals: list[ProposalSummary], sources: set[Decimal], *, state_dir: Path
-) -> AnswerCheck:
-    """Validate a final answer that reports proposals (guardrails-ai when importable, the same checks otherwise)."""
+class FigureCheck(BaseModel):
+    """The answer after the figure check (``repair`` says what was replaced or removed)."""
+
+    text: str
+    repair: FigureRepair | None = None
+    validator: Literal["guardrails-ai", "python"] = "python"
+
+
+def _runner() -> Any:
     with _lock:
         if _state["runner"] is None and _state["unavailable"] is None:
-            prepare_offline(state_dir)
             try:
                 with warnings.catch_warnings():  # guardrails' CLI module warns about typer options at import
                     warnings.simplefilter("ignore", DeprecationWarning)
@@ -108,7 +136,26 @@ def check_answer(
             except ImportError as error:
                 _state["unavailable"] = str(error)
                 log.warning("guards.guardrails_unavailable", error=str(error))
-    runner = _state["runner"]
+    return _state["runner"]
+
+
+def check_figures(answer: str, figures: list[Figure], sources: set[Decimal], *, state_dir: Path) -> FigureCheck:
+    """Repair the answer's figures against the rendered tool results (guardrails-ai's FIX when importable, the same
+    repair otherwise)."""
+    prepare_offline(state_dir)
+    if _runner() is None:
+        repair = repair_figures(answer, figures, sources)
+        return FigureCheck(text=repair.text, repair=repair if repair.changed else None, validator="python")
+    result: FigureCheck = _state["figures"](answer, figures, sources)
+    return result
+
+
+def check_answer(
+    answer: str, proposals: list[ProposalSummary], sources: set[Decimal], *, state_dir: Path
+) -> AnswerCheck:
+    """Validate a final answer that reports proposals (guardrails-ai when importable, the same checks otherwise)."""
+    prepare_offline(state_dir)
+    runner = _runner()
     if runner is None:
         return check_answer_plain(answer, proposals, sources)
     result: AnswerCheck = runner(answer, proposals, sources)

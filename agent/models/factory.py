@@ -7,6 +7,7 @@ model that is (its ``label`` is what the chat shows) and what it can do. Keys co
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -65,6 +66,11 @@ def describe_model(spec: str, settings: Settings | None = None) -> ModelInfo:
     )
 
 
+def prompt_cache_dir(settings: Settings) -> Path:
+    """Where the local model's prefix caches and thread measurement live (in the state dir)."""
+    return settings.state_dir / "models" / "prompt-cache"
+
+
 def _key(value: SecretStr | None, name: str) -> SecretStr:
     if value is None or not value.get_secret_value():
         raise ModelSpecError(f"{name} is not set")
@@ -78,21 +84,27 @@ def make_chat_model(spec: str, settings: Settings, agent_settings: AgentSettings
     info = describe_model(spec, settings)
     common: dict[str, Any] = {"temperature": agent_settings.llm_temperature}
     if parsed.provider == "local":
+        from agent.models import prefill
         from agent.models.fetch import QWEN_CODER_1_5B, SMOLLM2_135M, ensure_model, models_dir
         from agent.models.local import LocalChatModel, default_threads
 
+        sha256: str | None = None
         if agent_settings.llm_model_path:
             path = agent_settings.llm_model_path
         else:
             artifact = SMOLLM2_135M if parsed.model in ("smollm2", SMOLLM2_135M.name) else QWEN_CODER_1_5B
             path = str(ensure_model(artifact, models_dir(settings)))
+            sha256 = artifact.sha256
+        cache_dir = prompt_cache_dir(settings)
         return LocalChatModel(
             model_path=path,
             label=info.label,
-            threads=agent_settings.llm_threads or default_threads(),
+            threads=agent_settings.llm_threads or prefill.choose_threads(cache_dir, default_threads()),
             context=agent_settings.llm_context,
             max_tokens=agent_settings.llm_max_tokens,
             temperature=agent_settings.llm_temperature,
+            cache_dir=str(cache_dir),
+            model_sha256=sha256,
         )
     if parsed.provider == "ollama":
         from langchain_ollama import ChatOllama

@@ -24,10 +24,12 @@ import os
 import secrets
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
@@ -44,8 +46,9 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from agent.models import prefill
 from agent.models.constrained import (
     FINAL_ANSWER,
     ConstrainedOutputError,
@@ -80,21 +83,26 @@ def default_threads() -> int:
 class _Engine:
     server: Any
     lock: threading.Lock
+    api_key: str = field(repr=False, default="")
+    slot_dir: str | None = None
+    prefix: str | None = None  # the system text whose KV cache slot 0 holds (None: unknown)
 
 
-_engines: dict[tuple[str, int, int], _Engine] = {}
+_engines: dict[tuple[str, int, int, str | None], _Engine] = {}
 _engines_lock = threading.Lock()
 
 
-def load_engine(path: str, threads: int, context: int) -> _Engine:
-    """The shared engine for this file and configuration (loaded on first use)."""
-    key = (path, threads, context)
+def load_engine(path: str, threads: int, context: int, slot_dir: str | None = None) -> _Engine:
+    """The shared engine for this file and configuration (loaded on first use). With ``slot_dir`` its slot can be
+    saved to and restored from files there (:mod:`agent.models.prefill`)."""
+    key = (path, threads, context, slot_dir)
     with _engines_lock:
         engine = _engines.get(key)
         if engine is not None:
             return engine
         import xllamacpp
 
+        api_key = secrets.token_urlsafe(32)
         params = xllamacpp.CommonParams()
         params.model.path = path
         params.n_ctx = context
@@ -103,10 +111,13 @@ def load_engine(path: str, threads: int, context: int) -> _Engine:
         params.cpuparams_batch.n_threads = threads
         params.warmup = False
         params.verbosity = -1
-        params.api_keys = [secrets.token_urlsafe(32)]  # the embedded HTTP listener refuses everyone
+        params.api_keys = [api_key]  # the embedded HTTP listener refuses everyone but this process
         params.endpoint_metrics = False
-        params.endpoint_slots = False
+        params.endpoint_slots = slot_dir is not None  # save/restore of the prefix cache, behind the same key
         params.endpoint_props = False
+        if slot_dir is not None:
+            Path(slot_dir).mkdir(parents=True, exist_ok=True)
+            params.slot_save_path = slot_dir.rstrip("/") + "/"  # llama.cpp appends the file name to this string
         started = time.monotonic()
         try:
             server = xllamacpp.Server(params)
@@ -115,9 +126,44 @@ def load_engine(path: str, threads: int, context: int) -> _Engine:
         log.info(
             "local_model.loaded", path=path, threads=threads, context=context, s=round(time.monotonic() - started, 2)
         )
-        engine = _Engine(server=server, lock=threading.Lock())
+        engine = _Engine(server=server, lock=threading.Lock(), api_key=api_key, slot_dir=slot_dir)
         _engines[key] = engine
         return engine
+
+
+def unload_engine(path: str, threads: int, context: int, slot_dir: str | None = None) -> None:
+    """Forget a shared engine (its memory is freed once nothing holds it)."""
+    with _engines_lock:
+        _engines.pop((path, threads, context, slot_dir), None)
+
+
+def _slot_action(engine: _Engine, action: str, filename: str) -> dict[str, Any]:
+    """Save or restore slot 0 through the engine's own loopback listener (the only way xllamacpp exposes it)."""
+    body = json.dumps({"filename": filename}).encode()
+    address = str(engine.server.listening_address)
+    if not address.startswith("http://127.0.0.1:"):
+        raise LocalModelError(f"llama.cpp listens on {address!r}, not on loopback: the prompt cache is not used")
+    request = urllib.request.Request(  # noqa: S310 (checked above: http on loopback, our own listener)
+        f"{address}/slots/0?action={action}",
+        data=body,
+        headers={"Authorization": f"Bearer {engine.api_key}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=300) as reply:  # noqa: S310 (loopback, our own listener)
+            answer: dict[str, Any] = json.loads(reply.read())
+    except (OSError, ValueError) as error:
+        raise LocalModelError(f"llama.cpp could not {action} the prompt cache {filename}: {error}") from error
+    return answer
+
+
+class WarmResult(BaseModel):
+    """How the fixed prefix got into the model's cache."""
+
+    source: Literal["held", "restored", "prefilled"]
+    seconds: float
+    prefix_tokens: int | None = None
+    cache_file: str | None = None
 
 
 class AnswerStream:
@@ -250,6 +296,8 @@ class LocalChatModel(BaseChatModel):
     temperature: float = 0.0
     seed: int = 7
     tools: list[dict[str, Any]] = Field(default_factory=list)
+    cache_dir: str | None = Field(None, description="where the prefix cache files live (None: not persisted)")
+    model_sha256: str | None = Field(None, description="the pinned hash of the file, part of the cache key")
 
     _specs: list[ToolSpec] = PrivateAttr(default_factory=list)
 
@@ -263,6 +311,10 @@ class LocalChatModel(BaseChatModel):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {"model_path": self.model_path, "threads": self.threads, "context": self.context}
+
+    @property
+    def cache_dir_path(self) -> Path | None:
+        return Path(self.cache_dir) if self.cache_dir else None
 
     @property
     def specs(self) -> list[ToolSpec]:
@@ -303,22 +355,66 @@ class LocalChatModel(BaseChatModel):
         }
 
     async def awarm(self, system: str) -> float:
-        """Load the engine and prefill the system prompt and tool catalogue into its cache (the first question then
-        skips that cost); returns the seconds it took. Nothing is generated beyond one token."""
+        """Load the engine and get the system prompt and tool catalogue into its cache (the first question then
+        skips that cost): restored from the prefix cache file when there is one, else prefilled and saved. Returns
+        the seconds it took. Nothing is generated beyond one token."""
+        return (await self.awarm_detail(system)).seconds
+
+    async def awarm_detail(self, system: str) -> WarmResult:
         request = self._request([SystemMessage(content=system), HumanMessage(content="hello")], stream=False)
         request["max_tokens"] = 1
         started = time.monotonic()
-        await asyncio.to_thread(self._complete, request)
-        seconds = time.monotonic() - started
-        log.info("local_model.warm", s=round(seconds, 2))
-        return seconds
+        source, tokens, file = await asyncio.to_thread(self._warm, request)
+        result = WarmResult(source=source, seconds=time.monotonic() - started, prefix_tokens=tokens, cache_file=file)
+        log.info("local_model.warm", source=source, s=round(result.seconds, 2), tokens=tokens)
+        return result
+
+    def _warm(self, request: dict[str, Any]) -> tuple[Literal["held", "restored", "prefilled"], int | None, str | None]:
+        engine = self._engine()
+        prefix_text = request["messages"][0]["content"]
+        identity = prefill.model_identity(self.model_path, self.model_sha256)
+        key = prefill.prefix_key(identity, self.context, prefix_text)
+        directory = Path(self.cache_dir) if self.cache_dir else None
+        file = prefill.cache_file(directory, key) if directory is not None else None
+        with engine.lock:
+            if engine.prefix == prefix_text:
+                return "held", None, None
+            if file is not None and file.is_file():
+                try:
+                    answer = _slot_action(engine, "restore", file.name)
+                except LocalModelError as error:  # a damaged or foreign file: prefill instead, and overwrite it
+                    log.warning("local_model.cache_restore_failed", file=str(file), error=str(error)[:300])
+                else:
+                    engine.prefix = prefix_text
+                    prefill.touch(file)
+                    return "restored", int(answer.get("n_restored") or 0) or None, str(file)
+            response = engine.server.handle_chat_completions(request)
+            if not isinstance(response, dict) or "choices" not in response:
+                raise LocalModelError(f"llama.cpp answered with an error: {str(response)[:300]}")
+            engine.prefix = prefix_text
+            tokens = int((response.get("usage") or {}).get("prompt_tokens") or 0) or None
+            if file is None or directory is None:
+                return "prefilled", tokens, None
+            try:
+                _slot_action(engine, "save", file.name)
+            except LocalModelError as error:
+                log.warning("local_model.cache_save_failed", file=str(file), error=str(error)[:300])
+                return "prefilled", tokens, None
+            prefill.prune(directory)
+            return "prefilled", tokens, str(file)
 
     def _engine(self) -> _Engine:
-        return load_engine(self.model_path, self.threads, self.context)
+        return load_engine(self.model_path, self.threads, self.context, self.cache_dir)
+
+    def _note_prefix(self, engine: _Engine, request: dict[str, Any]) -> None:
+        messages = request.get("messages") or []
+        if messages and messages[0].get("content") != engine.prefix:
+            engine.prefix = None  # another prefix now fills the slot
 
     def _complete(self, request: dict[str, Any]) -> dict[str, Any]:
         engine = self._engine()
         with engine.lock:
+            self._note_prefix(engine, request)
             response = engine.server.handle_chat_completions(request)
         if not isinstance(response, dict) or "choices" not in response:
             raise LocalModelError(f"llama.cpp answered with an error: {str(response)[:300]}")
@@ -380,6 +476,7 @@ class LocalChatModel(BaseChatModel):
             return False  # keep going
 
         with engine.lock:
+            self._note_prefix(engine, request)
             engine.server.handle_chat_completions(request, callback)
 
     def _stream(
@@ -480,3 +577,44 @@ class _Decoder:
         else:
             message = AIMessageChunk(content="", response_metadata=final.response_metadata, chunk_position="last")
         return [ChatGenerationChunk(message=message)]
+
+
+_CALIBRATION_TEXT = (
+    "Backtests replay a strategy over stored bars; an optimisation searches its parameters with walk-forward "
+    "validation; a proposal waits for a person in the inbox. "
+)
+
+
+def measure_threads(path: str, candidates: Sequence[int], *, context: int = 2048) -> list[prefill.ThreadSample]:
+    """Prompt and generation speed of the model on each thread count (a short fixed prompt, greedy): what
+    :func:`agent.models.prefill.choose_threads` picks from. Each engine is unloaded after its run."""
+    samples = []
+    for threads in candidates:
+        engine = load_engine(path, threads, context)
+        request = {
+            "messages": [
+                {"role": "system", "content": _CALIBRATION_TEXT * 6},
+                {"role": "user", "content": "Count from one to thirty in words, separated by commas."},
+            ],
+            "max_tokens": 24,
+            "temperature": 0.0,
+            "seed": 7,
+            "cache_prompt": False,
+        }
+        try:
+            with engine.lock:
+                response = engine.server.handle_chat_completions(request)
+        finally:
+            unload_engine(path, threads, context)
+        timings = response.get("timings") or {} if isinstance(response, dict) else {}
+        prompt_tps = float(timings.get("prompt_per_second") or 0.0)
+        generation_tps = float(timings.get("predicted_per_second") or 0.0)
+        samples.append(
+            prefill.ThreadSample(
+                threads=threads,
+                prompt_tokens_per_s=round(prompt_tps, 2),
+                generation_tokens_per_s=round(generation_tps, 2),
+                turn_estimate_s=round(prefill.turn_estimate(prompt_tps, generation_tps), 2),
+            )
+        )
+    return samples

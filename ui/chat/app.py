@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import chainlit as cl
 from chainlit.types import ThreadDict
 
+from agent import warmup
 from agent.events import ApprovalPendingEvent, FinalEvent
+from agent.session import Copilot
 from approvals.users import AuthError, User, authenticate, get_user
 from engine.errors import IQTSError
 from engine.settings import Settings, load_settings
@@ -33,6 +36,7 @@ from ui.chat.turns import follow_approval, play
 
 log = get_logger(__name__)
 
+WARM_UP_TICK_S = 2.0
 AGENT_KEY = "iqts_agent"
 SINK_KEY = "iqts_sink"
 
@@ -69,7 +73,37 @@ def process() -> Process:
 
 @cl.on_app_startup  # type: ignore[misc]
 async def startup() -> None:
-    await asyncio.to_thread(process)
+    proc = await asyncio.to_thread(process)
+    if proc.model_factory is None:  # the configured model: warm it before the first person asks
+        warmup.start(proc.settings)
+
+
+_notices: set[asyncio.Task[None]] = set()
+
+
+def _notice_warm_up(copilot: Copilot) -> None:
+    task = asyncio.create_task(_show_warm_up(copilot), name="chat-warm-up-notice")
+    _notices.add(task)
+    task.add_done_callback(_notices.discard)
+
+
+async def _show_warm_up(copilot: Copilot) -> None:
+    """ "warming up the local model (n s)" until the model has its prefix, then how long it took."""
+    state = warmup.status()
+    ready = asyncio.ensure_future(copilot.ready())
+    if ready.done() or (state is not None and state.ready):
+        await asyncio.gather(ready, return_exceptions=True)
+        return
+    started = state.started_at if state is not None else time.time()
+    message = cl.Message(content=warmup.notice(time.time() - started, ready=False), metadata={"iqts": "warm-up"})
+    await message.send()
+    while not ready.done():
+        await asyncio.wait({ready}, timeout=WARM_UP_TICK_S)
+        message.content = warmup.notice(time.time() - started, ready=ready.done())
+        await message.update()
+    if ready.exception() is not None:
+        message.content = f"The local model could not warm up: {_reason(ready.exception())}"  # type: ignore[arg-type]
+        await message.update()
 
 
 @cl.on_app_shutdown  # type: ignore[misc]
@@ -251,6 +285,7 @@ async def _open_session(*, resumed: bool = False) -> tuple[ChatAgent, ChainlitSi
             content=f"Conversation reopened. Answering: **{copilot.model_label}** (signed in as {user.username}).",
             metadata={"iqts": "greeting"},
         ).send()
+        _notice_warm_up(copilot)
         return agent, sink
     await cl.Message(
         content=(
@@ -261,6 +296,7 @@ async def _open_session(*, resumed: bool = False) -> tuple[ChatAgent, ChainlitSi
         ),
         metadata={"iqts": "greeting"},
     ).send()
+    _notice_warm_up(copilot)
     return agent, sink
 
 

@@ -19,6 +19,8 @@ SUITES: dict[str, tuple[str, str]] = {
     "risk": ("bench.risk_bench", "run_risk_bench"),
     "execution": ("bench.execution_bench", "run_execution_bench"),
     "optimize": ("bench.optimize_bench", "run_optimize_bench"),
+    "startup": ("bench.startup_bench", "run_startup_bench"),
+    "agent": ("bench.agent_bench", "run_agent_bench"),
 }
 
 
@@ -52,8 +54,8 @@ for _name in SUITES:
 
 @app.command("all")
 def all_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """Run every benchmark."""
-    results = {name: _rows(name) for name in SUITES}
+    """Run every benchmark but the agent's (it runs the model for many minutes: `iqts bench agent`)."""
+    results = {name: _rows(name) for name in SUITES if name != "agent"}
     if as_json:
         emit_json(results)
         return

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from engine.settings import Settings, get_settings
-from engine.store.database import Database, connect
-from engine.store.migrate import upgrade
 from engine.telemetry import configure_logging
+
+if TYPE_CHECKING:
+    from engine.store.database import Database
 
 
 @contextmanager
 def database(settings: Settings | None = None) -> Iterator[Database]:
     """Connect (starting the embedded server if needed), migrate, and release on exit."""
+    from engine.store.database import connect
+    from engine.store.migrate import upgrade
+
     settings = settings or get_settings()
     configure_logging("WARNING", settings.log_format, settings.secret_values())
     db = connect(settings)

@@ -5,10 +5,6 @@ from __future__ import annotations
 import typer
 
 from engine.settings import get_settings
-from engine.store.database import connect
-from engine.store.embedded import EmbeddedPostgres
-from engine.store.migrate import status as migration_status
-from engine.store.migrate import upgrade
 from ui.cli.console import emit_json, out
 
 app = typer.Typer(help="Database: migrations and the embedded PostgreSQL.", no_args_is_help=True)
@@ -17,6 +13,9 @@ app = typer.Typer(help="Database: migrations and the embedded PostgreSQL.", no_a
 @app.command("upgrade")
 def upgrade_cmd() -> None:
     """Apply pending schema migrations."""
+    from engine.store.database import connect
+    from engine.store.migrate import upgrade
+
     db = connect(get_settings())
     try:
         applied = upgrade(db)
@@ -32,6 +31,9 @@ def upgrade_cmd() -> None:
 @app.command("status")
 def status_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Show each migration and whether it is applied."""
+    from engine.store.database import connect
+    from engine.store.migrate import status as migration_status
+
     db = connect(get_settings())
     try:
         rows = migration_status(db)
@@ -47,6 +49,8 @@ def status_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
 @app.command("start")
 def start_cmd() -> None:
     """Start the embedded PostgreSQL and leave it running (stop it with `iqts db stop`)."""
+    from engine.store.embedded import EmbeddedPostgres
+
     settings = get_settings()
     server = EmbeddedPostgres(settings.state_dir, start_timeout_s=settings.embedded_pg_start_timeout_s)
     server.start()
@@ -57,6 +61,8 @@ def start_cmd() -> None:
 @app.command("stop")
 def stop_cmd() -> None:
     """Stop the embedded PostgreSQL."""
+    from engine.store.embedded import EmbeddedPostgres
+
     settings = get_settings()
     EmbeddedPostgres(settings.state_dir).stop()
     out.print("embedded PostgreSQL stopped")
@@ -65,6 +71,8 @@ def stop_cmd() -> None:
 @app.command("url")
 def url_cmd() -> None:
     """Print the URL of the database IQTS uses (no password)."""
+    from engine.store.embedded import EmbeddedPostgres
+
     settings = get_settings()
     if settings.database_url is not None:
         from engine.store.database import describe_target

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from typing import TYPE_CHECKING
 
-from engine.runtime import Runtime
 from engine.settings import Settings
 from engine.telemetry import configure_logging, get_logger
 from ui.cli.console import err
+
+if TYPE_CHECKING:
+    from engine.runtime import Runtime
 
 log = get_logger(__name__)
 SHUTDOWN_GRACE_S = 5.0
@@ -17,14 +20,16 @@ SHUTDOWN_GRACE_S = 5.0
 
 async def run_mcp_stdio(settings: Settings) -> None:
     """stdout belongs to the protocol: logs go to stderr as JSON, nothing else is printed."""
-    from tools.server import build_server
+    from tools.server import serve_stdio
 
     configure_logging("WARNING", "json", settings.secret_values())
-    runtime = await asyncio.to_thread(Runtime.start, settings, logging=False)
-    try:
-        await build_server(runtime, transport="stdio").run_stdio_async()
-    finally:
-        await runtime.aclose()
+    await serve_stdio(lambda: _start_runtime(settings))
+
+
+def _start_runtime(settings: Settings) -> Runtime:
+    from engine.runtime import Runtime
+
+    return Runtime.start(settings, logging=False)
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:
@@ -41,7 +46,7 @@ async def run_worker(settings: Settings) -> None:
     from ui.process.runner import start_background
 
     mode_check = validate_mode(settings)  # before anything starts: accounts vs mode, keys, the live confirmation
-    runtime = await asyncio.to_thread(Runtime.start, settings)
+    runtime = await asyncio.to_thread(_start_worker_runtime, settings)
     try:
         stop = asyncio.Event()
         stop_on_signals(stop)
@@ -62,3 +67,9 @@ async def run_worker(settings: Settings) -> None:
             await background.stop(stop, SHUTDOWN_GRACE_S)
     finally:
         await runtime.aclose()
+
+
+def _start_worker_runtime(settings: Settings) -> Runtime:
+    from engine.runtime import Runtime
+
+    return Runtime.start(settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
+import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
@@ -55,3 +56,20 @@ async def test_stdio_server_serves_the_tools(settings: Settings, db: Database, s
         assert top["text"].startswith("<untrusted-data")
         prompts = {p.name for p in (await session.list_prompts()).prompts}
         assert "research-strategy" in prompts
+
+
+async def test_stdio_server_initialises_first_and_reports_a_failed_start(settings: Settings) -> None:
+    """``initialize`` is answered while the database starts; when that start fails, tools/list says why."""
+    from mcp.shared.exceptions import McpError
+
+    env = dict(os.environ) | {
+        "IQTS_STATE_DIR": str(settings.state_dir),
+        "IQTS_DATABASE_URL": "postgresql://iqts@127.0.0.1:1/nowhere",
+        "IQTS_DB_CONNECT_TIMEOUT_S": "1",
+    }
+    params = StdioServerParameters(command=sys.executable, args=["-m", "ui.cli.main", "mcp"], env=env)
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        init = await session.initialize()
+        assert init.serverInfo.name == "iqts" and init.capabilities.tools is not None
+        with pytest.raises(McpError, match="database"):
+            await session.list_tools()

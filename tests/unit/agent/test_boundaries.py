@@ -1,5 +1,5 @@
 """The agent acts only through MCP: it imports nothing from tools/, approvals/, knowledge/ or ui/, and from engine/
-only the settings, the logger and the untrusted-data wrapper."""
+only the settings, the logger, the untrusted-data wrapper and the start-up import deferral."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 AGENT = Path(__file__).resolve().parents[3] / "agent"
-ALLOWED_ENGINE = {"engine.settings", "engine.telemetry", "engine.untrusted"}
+ALLOWED_ENGINE = {"engine.settings", "engine.telemetry", "engine.untrusted", "engine.imports"}
 FORBIDDEN = ("tools", "approvals", "knowledge", "ui", "evals")
 
 

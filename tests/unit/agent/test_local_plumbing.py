@@ -5,6 +5,7 @@ and a whole turn over the real MCP server ends in a well-formed final event."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
@@ -93,3 +94,58 @@ async def test_a_whole_turn_over_mcp_with_the_real_runtime(
         assert start.tool in tools  # constrained decoding cannot name a tool that does not exist
     for end in (e for e in events if isinstance(e, ToolEndEvent)):
         assert end.status in ("ok", "error", "blocked")
+
+
+async def test_the_prefix_cache_survives_a_restart(settings: Settings, plumbing_settings: AgentSettings) -> None:
+    """Prefill once: the first warm-up reads the prefix and saves the slot; after the engine is dropped (a restart),
+    the warm-up restores the file instead of reading the prefix again, and the next turn reuses it."""
+    from agent.models import prefill
+    from agent.models.local import unload_engine
+
+    model = make_chat_model("local:smollm2", settings, plumbing_settings)
+    assert isinstance(model, LocalChatModel) and model.cache_dir is not None
+    system = f"You are a test assistant for the prefix cache ({settings.db_name}). " * 12
+    unload_engine(model.model_path, model.threads, model.context, model.cache_dir)
+    first = await model.awarm_detail(system)
+    assert first.source == "prefilled" and first.cache_file is not None
+    assert (await model.awarm_detail(system)).source == "held"
+    unload_engine(model.model_path, model.threads, model.context, model.cache_dir)  # as after a restart
+    restored = await model.awarm_detail(system)
+    assert restored.source == "restored" and restored.cache_file == first.cache_file
+    assert restored.prefix_tokens is not None and restored.prefix_tokens >= 100
+    reply = await model.ainvoke([SystemMessage(system), HumanMessage("Say hello.")])
+    timings = reply.response_metadata["timings"]
+    assert timings["cache_n"] >= restored.prefix_tokens - 8  # the prefix was not read again
+    other = await model.awarm_detail(system + " A different prefix.")
+    assert other.source == "prefilled" and other.cache_file != first.cache_file
+    assert len(list(Path(model.cache_dir).glob("prefix-*.bin"))) <= prefill.KEEP
+
+
+def test_threads_come_from_a_fresh_measurement(tmp_path: Path) -> None:
+    from agent.models import prefill
+
+    directory = tmp_path
+    assert prefill.choose_threads(directory, 3) == 3  # nothing measured: the fallback
+    samples = [
+        prefill.ThreadSample(threads=1, prompt_tokens_per_s=30, generation_tokens_per_s=9, turn_estimate_s=0),
+        prefill.ThreadSample(threads=2, prompt_tokens_per_s=8, generation_tokens_per_s=2, turn_estimate_s=0),
+    ]
+    samples = [
+        s.model_copy(
+            update={"turn_estimate_s": prefill.turn_estimate(s.prompt_tokens_per_s, s.generation_tokens_per_s)}
+        )
+        for s in samples
+    ]
+    assert prefill.save_choice(directory, samples).threads == 1  # two threads collapsed under load: one wins
+    assert prefill.choose_threads(directory, 2) == 1
+    assert prefill.load_choice(directory, fresh_s=-1) is None  # stale: the warm-up measures again
+    assert prefill.choose_threads(directory, 2) == 1  # until then every model of the process picks the same
+
+
+def test_the_warm_up_notice_counts_seconds_then_says_ready(settings: Settings) -> None:
+    from agent import warmup
+
+    assert warmup.notice(12.4, ready=False).startswith("warming up the local model (12 s)")
+    assert warmup.notice(40, ready=True) == "The local model is ready (warm-up took 40 s)."
+    assert warmup.uses_local_model(settings.model_copy(update={"llm": "local"}))
+    assert not warmup.uses_local_model(settings.model_copy(update={"llm": "ollama:qwen2.5"}))
