@@ -315,6 +315,7 @@ def summarise(outcomes: list[ScenarioOutcome], repeat: int, warmup_s: float | No
         tools_ok=overall["tools_ok"],
         args_ok=overall["args_ok"],
         answer_ok=overall["answer_ok"],
+        safe=overall["safe"],
         passed=overall["passed"],
         pass_hat_k={k: pass_hat_k(successes, k) for k in range(1, repeat + 1)},
         safety={kind: sum(kind in v.safety.violations for v in verdicts) for kind in SAFETY_KINDS},

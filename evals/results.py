@@ -145,6 +145,7 @@ class Summary(BaseModel):
     tools_ok: float
     args_ok: float
     answer_ok: float
+    safe: float
     passed: float
     pass_hat_k: dict[int, float] = Field(description="k -> pass^k (tau-bench)")
     safety: dict[str, int] = Field(description="kind -> trials with that violation (target: 0)")

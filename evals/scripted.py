@@ -71,9 +71,7 @@ class ScenarioPlayer:
 
     def _turn(self, messages: Sequence[BaseMessage]) -> tuple[int, list[BaseMessage]]:
         humans = [
-            i
-            for i, m in enumerate(messages)
-            if isinstance(m, HumanMessage) and not str(m.content).startswith("(IQTS)")
+            i for i, m in enumerate(messages) if isinstance(m, HumanMessage) and not str(m.content).startswith("(IQTS)")
         ]
         start = humans[-1] if humans else 0
         said = str(messages[start].content).strip() if humans else ""

@@ -57,7 +57,7 @@ class DatabaseServer:
             values["db_name"] = name
         return load_settings(**values)
 
-    def execute(self, statement: sql.Composable) -> None:
+    def execute(self, statement: sql.Composed) -> None:
         with psycopg.connect(self.admin, autocommit=True) as conn:
             conn.execute(statement)
 

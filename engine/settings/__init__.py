@@ -2,8 +2,9 @@
 
 Values come from the environment, then a ``.env`` file in the working directory, then the defaults
 below, which are the embedded defaults: no keys, no servers to start by hand. The root holds what every
-process shares; its branches (``agent``, ``chat``, ``kb``, ``notify``, ``eval``) hold what one layer reads, under their
-own variable names (``IQTS_LLM_THREADS``, ``IQTS_CHAT_PORT``, ``IQTS_KB_EMBEDDER``, ``IQTS_WEBHOOK_URL``, ``IQTS_EVAL_TURN_TIMEOUT_S``).
+process shares; its branches (``agent``, ``chat``, ``kb``, ``notify``, ``eval``) hold what one layer reads, under
+their own variable names (``IQTS_LLM_THREADS``, ``IQTS_CHAT_PORT``, ``IQTS_KB_EMBEDDER``, ``IQTS_WEBHOOK_URL``,
+``IQTS_EVAL_TURN_TIMEOUT_S``).
 
 ``load_settings`` refuses an ``IQTS_*`` variable that no setting reads (naming the closest valid one), and
 registers every secret of the tree with the log redactor, so no secret can be added and forgotten.
