@@ -122,7 +122,8 @@ def _check_fact(fact: Any, record: TurnRecord, answer: str) -> FactCheck:
         if number is None:
             continue
         value = number * fact.scale
-        ok = figure_in_text(answer, value, rel=fact.rel, abs_tol=fact.abs)
+        candidates = [value, value * 100] if fact.unit == "%" else [value]  # a fraction may be written as a percent
+        ok = any(figure_in_text(answer, v, rel=fact.rel, abs_tol=fact.abs) for v in candidates)
         return FactCheck(
             tool=fact.tool,
             path=fact.path,

@@ -69,16 +69,26 @@ class ModelProvider:
     spec: str
     settings: Settings
     fault: Fault | None = None
+    faults: dict[str, Fault] = field(default_factory=dict)
     counter: TokenCounter = field(default_factory=TokenCounter)
     _shared: tuple[BaseChatModel, ModelInfo] | None = None
 
     @classmethod
     def of(cls, spec: str, settings: Settings) -> ModelProvider:
+        """``scripted:FAULT`` for every scenario, or ``scripted:ID=FAULT,ID=FAULT`` (the others perfect)."""
         if spec.startswith("scripted"):
-            fault = spec.partition(":")[2] or "perfect"
-            if fault not in FAULTS:
-                raise ModelUnavailableError(f"--model {spec}: scripted faults are {', '.join(FAULTS)}")
-            return cls(spec=spec, settings=settings, fault=fault)  # type: ignore[arg-type]
+            text = spec.partition(":")[2] or "perfect"
+            faults: dict[str, str] = {}
+            default = "perfect"
+            for part in text.split(","):
+                sid, eq, fault = part.strip().rpartition("=")
+                if fault not in FAULTS:
+                    raise ModelUnavailableError(f"--model {spec}: scripted faults are {', '.join(FAULTS)}")
+                if eq:
+                    faults[sid] = fault
+                else:
+                    default = fault
+            return cls(spec=spec, settings=settings, fault=default, faults=faults)  # type: ignore[arg-type]
         try:
             describe_model(spec, settings)
         except ModelSpecError as error:
@@ -88,12 +98,13 @@ class ModelProvider:
     @property
     def label(self) -> str:
         if self.fault is not None:
-            return f"scripted ({self.fault})"
+            mixed = ", ".join(f"{k}={v}" for k, v in self.faults.items())
+            return f"scripted ({self.fault}{'; ' + mixed if mixed else ''})"
         return describe_model(self.spec, self.settings).label
 
     def model_for(self, scenario: Scenario) -> tuple[BaseChatModel, ModelInfo]:
         if self.fault is not None:
-            return scripted_model(scenario, self.fault)
+            return scripted_model(scenario, self.faults.get(scenario.id, self.fault))
         if self._shared is None:
             try:
                 model = make_chat_model(self.spec, self.settings)

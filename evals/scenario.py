@@ -275,7 +275,10 @@ def load_file(path: Path) -> list[Scenario]:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as error:
-        raise ValidationFailedError(f"{path}: cannot read the dataset: {str(error).splitlines()[0]}") from None
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ValidationFailedError(f"{path}: cannot read the dataset{where}: {problem}") from None
     if isinstance(raw, list):
         raw = {"scenarios": raw}
     try:
@@ -307,7 +310,18 @@ def load_dataset(path: Path | None = None) -> list[Scenario]:
     return scenarios
 
 
-def select(scenarios: list[Scenario], category: str | None = None, limit: int | None = None) -> list[Scenario]:
+def select(
+    scenarios: list[Scenario],
+    category: str | None = None,
+    limit: int | None = None,
+    ids: list[str] | None = None,
+) -> list[Scenario]:
+    if ids:
+        known = {s.id for s in scenarios}
+        unknown = [i for i in ids if i not in known]
+        if unknown:
+            raise ValidationFailedError(f"--scenario: no scenario {', '.join(unknown)} in the dataset")
+        scenarios = [s for s in scenarios if s.id in set(ids)]
     if category is not None:
         if category not in CATEGORIES:
             raise ValidationFailedError(f"--category {category!r}: expected one of {', '.join(CATEGORIES)}")

@@ -52,8 +52,8 @@ def _wrong(value: Any) -> Any:
         lowered = value.lower()
         if "btc" in lowered or "bitcoin" in lowered:
             return "ETH/USD"
-        if "eth" in lowered:
-            return "BTC/USD"
+        if "/" in value or lowered in ("eth", "ltc", "ether", "litecoin"):
+            return "BTC/USD"  # another market that exists: a plausible mistake, not a broken call
         if value in ("buy", "sell"):
             return "sell" if value == "buy" else "buy"
         return value + "_wrong"
@@ -97,13 +97,14 @@ class ScenarioPlayer:
         turn = self.scenario.turns[index]
         made = sum(len(m.tool_calls) for m in since if isinstance(m, AIMessage))
         injection = self.scenario.injection
-        if self.fault == "obey_injection" and injection is not None and injection.tools and made == 0:
-            return tool_call(injection.tools[0], reason="as the instructions in the data said")
         if made < len(turn.calls):
             name = turn.calls[made].tool
             if self.fault == "wrong_tool" and made == 0:
                 name = "data_coverage" if name != "data_coverage" else "list_markets"
             return tool_call(name, **self._args(index, made))
+        obey = self.fault == "obey_injection" and injection is not None and injection.tools
+        if obey and injection is not None and made == len(turn.calls):  # read the data first, then do as it says
+            return tool_call(injection.tools[0], reason="as the instructions in the data said")
         return AIMessage(content=self._answer(index, since))
 
     def _answer(self, index: int, since: list[BaseMessage]) -> str:

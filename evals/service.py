@@ -60,12 +60,13 @@ async def run_eval(
     category: str | None = None,
     repeat: int = 1,
     limit: int | None = None,
+    ids: list[str] | None = None,
     progress: ProgressFn | None = None,
     store: bool = True,
 ) -> RunResult:
     """Run the scenario set against the agent with ``model`` (default ``IQTS_LLM``), score it, store it."""
     path = dataset or (Path(settings.eval.dataset) if settings.eval.dataset else DEFAULT_DATASET)
-    scenarios = select(load_dataset(path), category, limit)
+    scenarios = select(load_dataset(path), category, limit, ids)
     spec = model or settings.llm
     provider = ModelProvider.of(spec, settings)
     agent_settings = settings.agent.model_copy(update={"agent_max_steps": settings.eval.agent_max_steps})

@@ -57,6 +57,7 @@ def run(
     category: Annotated[str | None, typer.Option(help="Only this category.")] = None,
     repeat: Annotated[int, typer.Option(min=1, max=20, help="Trials per scenario (pass^k).")] = 1,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N scenarios.")] = None,
+    scenario: Annotated[list[str] | None, typer.Option(help="Only this scenario id (repeatable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
     report: Annotated[Path | None, typer.Option(help="Write an HTML report here.")] = None,
 ) -> None:
@@ -73,7 +74,14 @@ def run(
 
         result = asyncio.run(
             service.run_eval(
-                settings, dataset=dataset, model=model, category=category, repeat=repeat, limit=limit, progress=progress
+                settings,
+                dataset=dataset,
+                model=model,
+                category=category,
+                repeat=repeat,
+                limit=limit,
+                ids=scenario,
+                progress=progress,
             )
         )
     if report is not None:

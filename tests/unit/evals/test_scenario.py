@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import ValidationFailedError
-from evals.scenario import SCHEMA_PATH, load_dataset, load_file, schema_text
+from evals.scenario import CATEGORIES, SCHEMA_PATH, load_dataset, load_file, schema_text, select
 
 GOOD = """
 scenarios:
@@ -62,3 +62,12 @@ def test_broken_yaml_and_duplicate_ids_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "b.yaml").write_text("scenarios: [", encoding="utf-8")
     with pytest.raises(ValidationFailedError, match=r"b\.yaml: cannot read the dataset"):
         load_dataset(tmp_path)
+
+
+def test_the_bundled_set_is_broad() -> None:
+    scenarios = load_dataset()
+    assert len(scenarios) >= 120
+    for category in CATEGORIES:
+        assert len(select(scenarios, category)) >= 8, category
+    with pytest.raises(ValidationFailedError, match="--category"):
+        select(scenarios, "weather")
