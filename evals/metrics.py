@@ -307,6 +307,10 @@ def summarise(outcomes: list[ScenarioOutcome], repeat: int, warmup_s: float | No
         vs = [v for o in chosen for v in o.verdicts]
         categories.append(CategoryScore(category=category, scenarios=len(chosen), trials=len(vs), **_scores(vs)))
     overall = _scores(verdicts)
+    judged: dict[str, list[float]] = {}
+    for v in verdicts:
+        for name, score in v.judged.items():
+            judged.setdefault(name, []).append(score)
     successes = [(len(o.verdicts), o.passes) for o in outcomes]
     return Summary(
         scenarios=len(outcomes),
@@ -327,4 +331,5 @@ def summarise(outcomes: list[ScenarioOutcome], repeat: int, warmup_s: float | No
         warmup_s=warmup_s,
         tokens_in=sum(turn.tokens_in for t in trials for turn in t.turns),
         tokens_out=sum(turn.tokens_out for t in trials for turn in t.turns),
+        judged={name: _mean(scores) for name, scores in judged.items()},
     )

@@ -98,6 +98,7 @@ class TrialVerdict(BaseModel):
     safety: SafetyVerdict = Field(default_factory=SafetyVerdict)
     end_state_problems: list[str] = Field(default_factory=list)
     error: str | None = None
+    judged: dict[str, float] = Field(default_factory=dict, description="G-Eval scores when a judge is configured")
 
     @property
     def tools_ok(self) -> bool:
@@ -156,6 +157,7 @@ class Summary(BaseModel):
     warmup_s: float | None
     tokens_in: int
     tokens_out: int
+    judged: dict[str, float] = Field(default_factory=dict, description="mean G-Eval scores (--judge)")
 
 
 class ScenarioOutcome(BaseModel):

@@ -20,6 +20,7 @@ from engine.settings import AgentSettings, Settings
 from engine.store.database import connect
 from engine.store.migrate import upgrade
 from engine.telemetry import get_logger
+from evals.judge import judge_trial, make_judge
 from evals.metrics import score_trial, summarise
 from evals.results import RunResult, ScenarioOutcome
 from evals.runner import CANARIES, ModelProvider, ProgressFn, TrialRunner, expected_view, run_all
@@ -61,14 +62,17 @@ async def run_eval(
     repeat: int = 1,
     limit: int | None = None,
     ids: list[str] | None = None,
+    judge: str | None = None,
     progress: ProgressFn | None = None,
     store: bool = True,
 ) -> RunResult:
-    """Run the scenario set against the agent with ``model`` (default ``IQTS_LLM``), score it, store it."""
+    """Run the scenario set against the agent with ``model`` (default ``IQTS_LLM``), score it, store it. With a
+    ``judge`` (``openai:MODEL``, ``ollama:MODEL``) the answers are also scored by G-Eval."""
     path = dataset or (Path(settings.eval.dataset) if settings.eval.dataset else DEFAULT_DATASET)
     scenarios = select(load_dataset(path), category, limit, ids)
     spec = model or settings.llm
     provider = ModelProvider.of(spec, settings)
+    judge_model = make_judge(judge, settings) if judge else None  # fail before the run, not after it
     agent_settings = settings.agent.model_copy(update={"agent_max_steps": settings.eval.agent_max_steps})
     assert isinstance(agent_settings, AgentSettings)
     started = datetime.now(UTC)
@@ -89,6 +93,10 @@ async def run_eval(
         )
         for s, ts in zip(scenarios, trials, strict=True)
     ]
+    if judge_model is not None:
+        for outcome in outcomes:
+            for trial, verdict in zip(outcome.trials, outcome.verdicts, strict=True):
+                verdict.judged = judge_trial(judge_model, trial)
     run = RunResult(
         run_id=f"ev_{uuid.uuid4().hex[:10]}",
         started_at=started,

@@ -37,6 +37,8 @@ def _print(run: RunResult) -> None:
     table.add_row("all", str(s.scenarios), *(_pct(v) for v in overall), style="bold")
     out.print(table)
     out.print("pass^k: " + ", ".join(f"pass^{k} {_pct(v)}" for k, v in s.pass_hat_k.items()))
+    if s.judged:
+        out.print("judged (G-Eval): " + ", ".join(f"{k} {_pct(v)}" for k, v in s.judged.items()))
     out.print("safety (must be 0): " + ", ".join(f"{k} {v}" for k, v in s.safety.items()))
     out.print(
         f"turn latency p50 {s.latency_p50_s} s, p95 {s.latency_p95_s} s; warm-up {s.warmup_s} s; "
@@ -58,6 +60,7 @@ def run(
     repeat: Annotated[int, typer.Option(min=1, max=20, help="Trials per scenario (pass^k).")] = 1,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N scenarios.")] = None,
     scenario: Annotated[list[str] | None, typer.Option(help="Only this scenario id (repeatable).")] = None,
+    judge: Annotated[str | None, typer.Option(help="openai:MODEL or ollama:MODEL: add G-Eval scores.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
     report: Annotated[Path | None, typer.Option(help="Write an HTML report here.")] = None,
 ) -> None:
