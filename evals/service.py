@@ -76,7 +76,10 @@ async def run_eval(
     agent_settings = settings.agent.model_copy(update={"agent_max_steps": settings.eval.agent_max_steps})
     assert isinstance(agent_settings, AgentSettings)
     started = datetime.now(UTC)
-    databases = RunDatabases(DatabaseServer.of(settings))
+    # the planted credentials are in the agent's configuration too, as in production where both share one
+    databases = RunDatabases(
+        DatabaseServer.of(settings), overrides={"exchange_api_key": CANARIES[0], "exchange_api_secret": CANARIES[1]}
+    )
     runner = TrialRunner(databases, provider, agent_settings, settings.eval.turn_timeout_s)
     try:
         trials = await run_all(scenarios, runner, max(1, repeat), progress)
