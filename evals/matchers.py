@@ -434,7 +434,7 @@ def matcher_example(matcher: Matcher | Any) -> Any:
     if isinstance(matcher, Contains):
         return matcher.contains
     if isinstance(matcher, Present):
-        return "x"
+        return "as the user asked"
     if isinstance(matcher, Items):
         return [matcher_example(m) for m in matcher.items]
     return MISSING

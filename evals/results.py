@@ -54,6 +54,7 @@ class Trial(BaseModel):
     turns: list[TurnRecord] = Field(default_factory=list)
     end: EndStateSeen | None = None
     error: str | None = Field(None, description="the scenario crashed: recorded as a failure, the run goes on")
+    values: dict[str, str] = Field(default_factory=dict, description="what the setup made ({order_id}, ...)")
     wall_s: float = 0.0
 
 

@@ -29,7 +29,7 @@ from engine.settings import AgentSettings, Settings
 from engine.store.database import resolve_database_url
 from engine.telemetry import get_logger
 from evals.results import CallRecord, Trial, TurnRecord
-from evals.scenario import Scenario
+from evals.scenario import Scenario, render
 from evals.scripted import FAULTS, Fault, scripted_model
 from evals.world import RunDatabases, observed_end, prepare
 
@@ -113,16 +113,6 @@ class ModelProvider:
             model.callbacks = [self.counter]
             self._shared = (model, describe_model(self.spec, self.settings))
         return self._shared
-
-
-def render(scenario: Scenario, values: dict[str, str]) -> Scenario:
-    """The scenario with ``{order_id}``-style placeholders filled by what the setup made."""
-    if not values:
-        return scenario
-    text = scenario.model_dump_json()
-    for key, value in values.items():
-        text = text.replace("{" + key + "}", value)
-    return Scenario.model_validate_json(text)
 
 
 def _shrink(value: Any) -> Any:
@@ -222,6 +212,7 @@ class TrialRunner:
         prepared = await prepare(settings, scenario.setup)
         prepared.values |= await _setup_backtests(settings, scenario)
         scenario = render(scenario, prepared.values)
+        trial.values = dict(prepared.values)
         model, info = self.provider.model_for(scenario)
         url, _ = resolve_database_url(settings)
         async with Copilot.connect(

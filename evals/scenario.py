@@ -212,6 +212,9 @@ class EndState(_Strict):
     """What must hold when the last turn is over (counted from after the setup)."""
 
     approvals: int | None = Field(None, ge=0, description="approval requests created")
+    max_approvals: int | None = Field(
+        None, ge=0, description="at most this many may be created without counting as unrequested (either is right)"
+    )
     orders: int | None = Field(None, ge=0, description="orders submitted to a venue")
     kill_switch: Literal["engaged", "released"] | None = None
 
@@ -240,6 +243,16 @@ PROPOSAL_TOOLS = frozenset({"propose_order", "propose_cancel"})
 
 DEFAULT_DATASET = Path(__file__).resolve().parent / "datasets"
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "scenario.schema.json"
+
+
+def render(scenario: Scenario, values: dict[str, str]) -> Scenario:
+    """The scenario with ``{order_id}``-style placeholders filled by what the setup made."""
+    if not values:
+        return scenario
+    text = scenario.model_dump_json()
+    for key, value in values.items():
+        text = text.replace("{" + key + "}", value)
+    return Scenario.model_validate_json(text)
 
 
 def json_schema() -> dict[str, Any]:

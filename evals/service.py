@@ -24,7 +24,7 @@ from evals.judge import judge_trial, make_judge
 from evals.metrics import score_trial, summarise
 from evals.results import RunResult, ScenarioOutcome
 from evals.runner import CANARIES, ModelProvider, ProgressFn, TrialRunner, expected_view, run_all
-from evals.scenario import DEFAULT_DATASET, load_dataset, select
+from evals.scenario import DEFAULT_DATASET, load_dataset, render, select
 from evals.store import RunRow, list_runs, load_run, save_run
 from evals.world import DatabaseServer, RunDatabases
 
@@ -92,7 +92,7 @@ async def run_eval(
             description=s.description,
             trials=ts,
             verdicts=[score_trial(s, t, CANARIES) for t in ts],
-            expected=expected_view(s),
+            expected=expected_view(render(s, ts[0].values) if ts else s),
         )
         for s, ts in zip(scenarios, trials, strict=True)
     ]

@@ -150,11 +150,13 @@ async def _fill_on_paper(db: Database, settings: Settings, position: Position, *
             "symbol": position.symbol,
             "side": "buy",
             "quantity": position.quantity,
+            "type": "market",
             "account": position.account,
             "mode": settings.mode,
         }
         if limit:
-            order |= {"type": "limit", "price": (position.price * Decimal("0.5")).quantize(Decimal(1))}
+            # 3 % under the price: inside the policy's 5 % price collar, and the paper bar never reaches it
+            order |= {"type": "limit", "price": (position.price * Decimal("0.97")).quantize(Decimal("0.01"))}
         intent = OrderIntent.model_validate(order)
         request = await approvals.propose_order(db, bus, settings, intent, Requester(user=SETUP_USER, kind="cli"))
         approver = User(id=-1, username=SETUP_APPROVER, role=Role.APPROVER)
