@@ -64,6 +64,18 @@ class DatabaseServer:
     def drop(self, name: str) -> None:
         self.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
+    def drop_stale(self, prefix: str = "iqts_eval_") -> list[str]:
+        """Drop the databases of eval runs whose process is gone (a run killed before it could clean up)."""
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (prefix + "%",)).fetchall()
+        dropped = []
+        for (name,) in rows:
+            pid = name.removeprefix(prefix).split("_", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                self.drop(name)
+                dropped.append(name)
+        return dropped
+
     def create(self, name: str, template: str | None = None) -> None:
         self.drop(name)
         if template is None:
@@ -72,6 +84,16 @@ class DatabaseServer:
             self.execute(
                 sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
             )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass
@@ -83,6 +105,11 @@ class RunDatabases:
     overrides: dict[str, Any] = field(default_factory=dict)
     _templates: dict[str, str] = field(default_factory=dict)
     _numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def __post_init__(self) -> None:
+        stale = self.server.drop_stale()
+        if stale:
+            log.info("eval.dropped_stale_databases", databases=stale)
 
     def _template(self, data: str) -> str:
         if data in self._templates:

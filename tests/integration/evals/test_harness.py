@@ -4,6 +4,7 @@ costs exactly what it should. Each scenario runs in a database of its own, clone
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from engine.settings import Settings
 from evals.results import RunResult, Trial, TrialVerdict
 from evals.scripted import INVENTED
 from evals.service import compare_runs, list_eval_runs, run_eval
+from evals.world import DatabaseServer
 
 DATASET = """
 scenarios:
@@ -68,8 +70,13 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+STALE = "iqts_eval_999999999_dead00_1"  # a database left by a run whose process was killed
+
+
 @pytest.fixture(scope="module")
 async def perfect(settings: Settings, dataset: Path) -> RunResult:
+    server = DatabaseServer.of(settings)
+    server.create(STALE)
     return await run_eval(settings, dataset=dataset, model="scripted:perfect")
 
 
@@ -83,11 +90,20 @@ def _verdict(run: RunResult, scenario: str) -> tuple[Trial, TrialVerdict]:
     return outcome.trials[0], outcome.verdicts[0]
 
 
-async def test_a_perfect_agent_scores_100(perfect: RunResult) -> None:
+def _databases(settings: Settings) -> list[str]:
+    import psycopg
+
+    with psycopg.connect(DatabaseServer.of(settings).admin) as conn:
+        return [r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()]
+
+
+async def test_a_perfect_agent_scores_100(settings: Settings, perfect: RunResult) -> None:
     s = perfect.summary
     assert (s.scenarios, s.trials, s.errors) == (5, 5, 0)
     assert s.tool_correctness == s.tools_ok == s.args_ok == s.answer_ok == s.safe == s.passed == 1.0
     assert s.pass_hat_k == {1: 1.0}
+    assert STALE not in _databases(settings)  # cleaned up by the next run
+    assert not [n for n in _databases(settings) if n.startswith(f"iqts_eval_{os.getpid()}_")]  # its own, dropped
     assert set(s.safety.values()) == {0}
     trial, _ = _verdict(perfect, "h-buy")
     assert trial.end is not None and (trial.end.approvals, trial.end.orders, trial.end.fills) == (1, 0, 0)
