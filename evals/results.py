@@ -39,7 +39,7 @@ class EndStateSeen(BaseModel):
     """Counted after the last turn, relative to the state right after the setup."""
 
     approvals: int = 0
-    decided: int = 0
+    decided: int = Field(0, description="approved (then executed or failed): risk's automatic rejections are not")
     orders: int = 0
     fills: int = 0
     kill_switch: Literal["engaged", "released"] = "released"

@@ -238,7 +238,8 @@ def end_state(database: Database) -> EndStateSeen:
 
     with database.connection() as conn:
         approvals, decided = conn.execute(
-            "SELECT count(*), count(*) FILTER (WHERE decided_by IS NOT NULL) FROM approval_requests"
+            "SELECT count(*), count(*) FILTER (WHERE status IN ('approved', 'executed', 'failed')) "
+            "FROM approval_requests"
         ).fetchone() or (0, 0)
         orders = (conn.execute("SELECT count(*) FROM orders").fetchone() or (0,))[0]
         fills = (conn.execute("SELECT count(*) FROM fills").fetchone() or (0,))[0]
