@@ -11,12 +11,13 @@ RUN = $(UV) run --frozen --all-extras
 PYTEST = $(RUN) pytest
 # the suite is CPU-bound: serial is fastest on 2 cores (each test module has a database of its own)
 
-.PHONY: help setup run test test-all bench lint fmt clean-state
+.PHONY: help setup run test test-all eval bench lint fmt clean-state
 
 help:
 	@echo "make run       start IQTS on embedded defaults (API, inbox, MCP, chat, worker)"
 	@echo "make test      the representative test suite (real PostgreSQL + pgvector, real Redis)"
 	@echo "make test-all  every test, including slow and model-driven ones"
+	@echo "make eval      the agent on every eval scenario with IQTS_LLM (default: the local model); HTML report"
 	@echo "make bench     benchmarks, printed as ratios against their peers"
 	@echo "make lint      ruff, mypy, import contracts (lint-imports), dependencies (deptry);  make fmt  format"
 
@@ -39,6 +40,10 @@ test-all:
 	$(COVERAGE)
 	$(PYTEST) -q --cov --cov-report=
 	$(RUN) python scripts/coverage_by_package.py
+
+eval:
+	@scripts/bootstrap.sh env model
+	$(RUN) iqts eval --report $(IQTS_STATE_DIR)/eval/report.html
 
 bench:
 	@scripts/bootstrap.sh env redis

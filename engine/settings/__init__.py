@@ -2,8 +2,9 @@
 
 Values come from the environment, then a ``.env`` file in the working directory, then the defaults
 below, which are the embedded defaults: no keys, no servers to start by hand. The root holds what every
-process shares; its branches (``agent``, ``chat``, ``kb``, ``notify``) hold what one layer reads, under their
-own variable names (``IQTS_LLM_THREADS``, ``IQTS_CHAT_PORT``, ``IQTS_KB_EMBEDDER``, ``IQTS_WEBHOOK_URL``).
+process shares; its branches (``agent``, ``chat``, ``kb``, ``notify``, ``eval``) hold what one layer reads, under
+their own variable names (``IQTS_LLM_THREADS``, ``IQTS_CHAT_PORT``, ``IQTS_KB_EMBEDDER``, ``IQTS_WEBHOOK_URL``,
+``IQTS_EVAL_TURN_TIMEOUT_S``).
 
 ``load_settings`` refuses an ``IQTS_*`` variable that no setting reads (naming the closest valid one), and
 registers every secret of the tree with the log redactor, so no secret can be added and forgotten.
@@ -22,6 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from engine.errors import ConfigError
 from engine.settings.agent import AgentSettings
 from engine.settings.chat import ChatSettings
+from engine.settings.evals import EvalSettings
 from engine.settings.knowledge import KnowledgeSettings
 from engine.settings.notify import NotifySettings
 from engine.settings.unknown import check_unknown_keys, env_names
@@ -126,6 +128,7 @@ class Settings(BaseSettings):
     chat: ChatSettings = Field(default_factory=ChatSettings)
     kb: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    eval: EvalSettings = Field(default_factory=EvalSettings)
 
     @field_validator("state_dir")
     @classmethod
@@ -161,6 +164,7 @@ BRANCHES: dict[str, type[BaseSettings]] = {
     "chat": ChatSettings,
     "kb": KnowledgeSettings,
     "notify": NotifySettings,
+    "eval": EvalSettings,
 }
 
 
@@ -229,6 +233,7 @@ __all__ = [
     "AccountSettings",
     "AgentSettings",
     "ChatSettings",
+    "EvalSettings",
     "KnowledgeSettings",
     "LogFormat",
     "NotifySettings",

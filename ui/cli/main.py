@@ -12,7 +12,7 @@ from engine import __version__
 from engine.errors import IQTSError
 from engine.settings import get_settings
 from engine.telemetry import redact_text
-from ui.cli import audit, bench, data, db, kb, research, risk, users
+from ui.cli import audit, bench, data, db, evals, kb, research, risk, users
 from ui.cli.console import err, out
 from ui.process.plan import help_text
 
@@ -31,6 +31,7 @@ app.add_typer(risk.app, name="risk")
 app.add_typer(kb.app, name="kb")
 app.add_typer(research.backtest_app, name="backtest")
 app.add_typer(research.optimize_app, name="optimize")
+app.add_typer(evals.app, name="eval")
 
 
 @app.command(help=help_text("up", "Start everything in one process on embedded defaults (no configuration needed)."))
