@@ -204,3 +204,5 @@ def test_the_inbox_shows_a_linked_runs_key_figures(db: Database, btc: tuple[Data
     shown = evidence_summary(Evidence(kind="study", ref=study.study_id), db)
     assert shown is not None and shown["best value"] == f"{study.best_value:.2f}"
     assert "deflated Sharpe" in shown and shown["status"] == "done, 8 trials"
+    assert study.overfitting.pbo is not None and study.overfitting.pbo_configs >= 2
+    assert shown["probability of backtest overfitting"] == f"{study.overfitting.pbo:.0%}"

@@ -328,3 +328,32 @@ def test_targets_never_look_ahead(btc_2k: Bars, choice, k: int, factor: float, s
     o, h, lo, c, v = arrays
     after = get_strategy(name).signals(o, h, lo, c, v, params)
     assert np.array_equal(before[: k + 1], after[: k + 1])
+
+
+def test_sma_cross_kernel_runs_as_plain_python_too(btc_2k: Bars) -> None:
+    """Coverage measures the kernels with NUMBA_DISABLE_JIT=1: the exact-tie path must run there as well."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import json, sys, numpy as np\n"
+        "from engine.strategies import kernels, sma_cross\n"
+        "c = np.asarray(json.load(sys.stdin), dtype=np.float64)\n"
+        "p = np.array([2.0, 3.0])\n"
+        "out = np.zeros(len(c), dtype=np.int8)\n"
+        "sma_cross.targets_chunk(c, c, c, c, c, p, kernels.new_state(1, p), 0, len(c), out)\n"
+        "print(json.dumps(out.tolist()))\n"
+    )
+    close = btc_2k.close[:400]
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        input=json.dumps(close.tolist()),
+        env=os.environ | {"NUMBA_DISABLE_JIT": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    np.testing.assert_array_equal(np.array(json.loads(done.stdout)), _exact_sma_targets(close.tolist(), 2, 3))

@@ -67,6 +67,9 @@ def evidence_summary(evidence: Evidence, db: Database | None = None) -> dict[str
         if guards.get("dsr") is not None:
             summary["deflated Sharpe"] = num(guards["dsr"])
         wf = study.walk_forward or {}
+        pbo = guards.get("pbo") if guards.get("pbo") is not None else wf.get("mean_pbo")
+        if pbo is not None:
+            summary["probability of backtest overfitting"] = f"{pbo:.0%}"
         if wf.get("mean_oos_sharpe") is not None or wf.get("mean_is_sharpe") is not None:
             summary["walk-forward Sharpe IS / OOS"] = (
                 f"{num(wf.get('mean_is_sharpe'))} / {num(wf.get('mean_oos_sharpe'))}"
