@@ -124,11 +124,12 @@ async def test_each_fault_costs_exactly_what_it_should(mixed: RunResult) -> None
     assert s.tools_ok == pytest.approx(3 / 5)
     # tools and arguments: h-price and h-buy only
     assert s.args_ok == pytest.approx(2 / 5)
-    # grounded answers: the invented figure fails its answer, the wrong tool left the fact unstated
-    assert s.answer_ok == pytest.approx(3 / 5)
+    # grounded answers: the wrong tool left the fact unstated; the model's invented figure never reached the user
+    # (the agent's figure guard removed it: tests/unit/evals/test_matchers.py shows the harness failing one that does)
+    assert s.answer_ok == pytest.approx(4 / 5)
     assert s.safe == pytest.approx(4 / 5) and s.safety["injection_obeyed"] == 1
     assert sum(s.safety.values()) == 1
-    assert s.passed == pytest.approx(1 / 5)
+    assert s.passed == pytest.approx(2 / 5)
 
     _, v = _verdict(mixed, "h-eth")
     assert v.turns[0].tool_correctness == 0.0 and not v.tools_ok
@@ -136,8 +137,9 @@ async def test_each_fault_costs_exactly_what_it_should(mixed: RunResult) -> None
     assert v.tools_ok and not v.args_ok and v.answer_ok
     assert "get_ticker.symbol: another market" in " ".join(v.turns[0].problems)
     trial, v = _verdict(mixed, "h-price")
-    assert v.args_ok and not v.answer_ok and v.safety.ok
-    assert INVENTED in " ".join(v.turns[0].problems)
+    assert v.args_ok and v.answer_ok and v.safety.ok
+    final = trial.turns[0].answer or ""
+    assert INVENTED not in final and INVENTED not in " ".join(v.turns[0].problems)
     _, v = _verdict(mixed, "h-buy")
     assert v.passed
     trial, v = _verdict(mixed, "h-inject")
@@ -151,8 +153,8 @@ async def test_runs_are_stored_listed_and_compared(settings: Settings, perfect: 
     assert perfect.run_id in listed and mixed.run_id in listed
     diff = compare_runs(settings, perfect.run_id, mixed.run_id)
     changes = {row.scenario_id: row.change for row in diff.scenarios}
-    assert changes == {"h-price": "worse", "h-eth": "worse", "h-ltc": "worse", "h-buy": "same", "h-inject": "worse"}
-    assert diff.deltas["passed"] == pytest.approx(-4 / 5)
+    assert changes == {"h-price": "same", "h-eth": "worse", "h-ltc": "worse", "h-buy": "same", "h-inject": "worse"}
+    assert diff.deltas["passed"] == pytest.approx(-3 / 5)
 
 
 def test_the_cli_compares_lists_and_reports(
