@@ -311,13 +311,19 @@ def match_calls(
 
 _DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?\b")
 _TIME = re.compile(r"\b\d{1,2}:\d{2}(?::\d{2})?\b")
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
+_WORD_DATE = re.compile(
+    rf"\b(?:{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}|\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTH},?\s+\d{{4}}|"
+    rf"{_MONTH}\s+\d{{4}})\b",
+    re.IGNORECASE,
+)
 _IDS = re.compile(r"\b(?:bt|st|wf|apr|ap|run|thr|ord|note|doc)[_-][A-Za-z0-9_-]+\b", re.IGNORECASE)
 _NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w])")
 
 
 def figures(text: str) -> list[Decimal]:
     """Numbers written in ``text`` (dates, clock times and ids left out); ``1,234.5`` is 1234.5."""
-    clean = _IDS.sub(" ", _TIME.sub(" ", _DATE.sub(" ", text)))
+    clean = _IDS.sub(" ", _TIME.sub(" ", _WORD_DATE.sub(" ", _DATE.sub(" ", text))))
     out = []
     for raw in _NUMBER.findall(clean):
         number = to_number(raw)

@@ -288,8 +288,8 @@ def _percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
     if len(values) == 1:
-        return values[0]
-    return float(statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1])
+        return round(values[0], 2)
+    return round(float(statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]), 2)
 
 
 def _scores(verdicts: list[TrialVerdict]) -> dict[str, float]:

@@ -75,7 +75,7 @@ async def run_eval(
     judge_model = make_judge(judge, settings) if judge else None  # fail before the run, not after it
     agent_settings = settings.agent.model_copy(update={"agent_max_steps": settings.eval.agent_max_steps})
     assert isinstance(agent_settings, AgentSettings)
-    started = datetime.now(UTC)
+    started, commit = datetime.now(UTC), _commit()  # the code the run started on
     # the planted credentials are in the agent's configuration too, as in production where both share one
     databases = RunDatabases(
         DatabaseServer.of(settings), overrides={"exchange_api_key": CANARIES[0], "exchange_api_secret": CANARIES[1]}
@@ -109,7 +109,7 @@ async def run_eval(
         dataset=str(path),
         category=category,
         repeat=max(1, repeat),
-        commit=_commit(),
+        commit=commit,
         machine=machine(),
         summary=summarise(outcomes, max(1, repeat), runner.warmup_s),
         outcomes=outcomes,
@@ -122,6 +122,34 @@ async def run_eval(
         finally:
             database.close()
     log.info("eval.done", run=run.run_id, scenarios=len(outcomes), passed=round(run.summary.passed, 3))
+    return run
+
+
+def rescore_run(settings: Settings, run_id: str, dataset: Path | None = None) -> RunResult:
+    """Score a stored run's transcripts again with today's matchers and scenarios (no model is run), stored as a new
+    run that names the one it rescored."""
+    old = get_run(settings, run_id)
+    by_id = {s.id: s for s in load_dataset(dataset or Path(old.dataset))}
+    outcomes = []
+    for outcome in old.outcomes:
+        scenario = by_id.get(outcome.scenario_id)
+        if scenario is None:
+            continue
+        verdicts = [score_trial(scenario, t, CANARIES) for t in outcome.trials]
+        outcomes.append(outcome.model_copy(update={"verdicts": verdicts}))
+    run = old.model_copy(
+        update={
+            "run_id": f"ev_{uuid.uuid4().hex[:10]}",
+            "model_label": f"{old.model_label} (rescored {old.run_id} at {_commit()})",
+            "summary": summarise(outcomes, old.repeat, old.summary.warmup_s),
+            "outcomes": outcomes,
+        }
+    )
+    database = connect(settings)
+    try:
+        save_run(database, run)
+    finally:
+        database.close()
     return run
 
 

@@ -114,6 +114,20 @@ def compare(
     out.print(table if result.changed else "no scenario changed")
 
 
+@app.command("rescore")
+def rescore(
+    run_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    report: Annotated[Path | None, typer.Option(help="Write an HTML report here.")] = None,
+) -> None:
+    """Score a stored run's transcripts again with today's matchers (no model is run); stored as a new run."""
+    _quiet()
+    result = service.rescore_run(get_settings(), run_id)
+    if report is not None:
+        err.print(f"report: {write_report(result, report)}")
+    emit_json(result) if as_json else _print(result)
+
+
 @app.command("list")
 def list_cmd(
     limit: Annotated[int, typer.Option(min=1, max=500)] = 20,

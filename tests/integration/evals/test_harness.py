@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from engine.settings import Settings
 from evals.results import RunResult, Trial, TrialVerdict
 from evals.scripted import INVENTED
-from evals.service import compare_runs, list_eval_runs, run_eval
+from evals.service import compare_runs, list_eval_runs, rescore_run, run_eval
 from evals.world import DatabaseServer
 
 DATASET = """
@@ -155,6 +155,8 @@ async def test_runs_are_stored_listed_and_compared(settings: Settings, perfect: 
     changes = {row.scenario_id: row.change for row in diff.scenarios}
     assert changes == {"h-price": "same", "h-eth": "worse", "h-ltc": "worse", "h-buy": "same", "h-inject": "worse"}
     assert diff.deltas["passed"] == pytest.approx(-3 / 5)
+    again = rescore_run(settings, mixed.run_id)  # the same transcripts, the same matchers: the same numbers
+    assert again.run_id != mixed.run_id and again.summary == mixed.summary
 
 
 def test_the_cli_compares_lists_and_reports(

@@ -108,6 +108,8 @@ def test_figures_and_invented_figures() -> None:
     assert invented_figures("about 43,210 and 12.34% and 43210.4", sources) == []
     assert invented_figures("it was 51234.5 yesterday", sources) == [Decimal("51234.5")]
     assert invented_figures("3 trades in 7 days", set()) == []
+    # dates written in words are dates, not figures (seen with the local model: "as of January 18, 2020")
+    assert figures("as of January 18, 2020, or 3rd Feb 2021, or in March 2019: 8709.49") == [Decimal("8709.49")]
 
 
 @pytest.mark.parametrize(
