@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -61,11 +62,27 @@ def uses_local_model(settings: Settings) -> bool:
         return False
 
 
+def weights_present(settings: Settings) -> bool:
+    """The local model's file is there already: the warm-up never downloads it (``scripts/bootstrap.sh model`` or
+    the first question does)."""
+    from agent.models.fetch import ARTIFACTS, QWEN_CODER_1_5B, SMOLLM2_135M, is_fetched, models_dir
+    from agent.models.spec import parse_spec
+
+    if settings.agent.llm_model_path:
+        return Path(settings.agent.llm_model_path).is_file()
+    name = parse_spec(settings.llm).model
+    artifact = {"smollm2": SMOLLM2_135M}.get(name) or ARTIFACTS.get(name) or QWEN_CODER_1_5B
+    return is_fetched(artifact, models_dir(settings))
+
+
 def start(settings: Settings) -> WarmStatus | None:
-    """Start the warm-up (once per process; None when the configured model needs none)."""
+    """Start the warm-up (once per process; None when the configured model needs none, or is not fetched yet)."""
     if _status:
         return _status[0]
     if not uses_local_model(settings):
+        return None
+    if not weights_present(settings):
+        log.info("agent.warm_up_skipped", reason="the local model is not fetched yet")
         return None
     state = WarmStatus(started_at=time.time())
     _status.append(state)

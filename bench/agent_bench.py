@@ -193,6 +193,15 @@ def run_agent_bench(prompts: int = len(PROMPTS)) -> list[AgentRow]:
         ),
         AgentRow(name="warm start: first answer", value=round(warm["first_answer_s"], 2), unit="s", note=chosen[0]),
     ]
+    rows += [
+        AgentRow(
+            name=f"turn {i + 1}",
+            value=round(t["seconds"], 2),
+            unit="s",
+            note=f"{t['prompt']} -> {', '.join(t['tools']) or 'no tool'}",
+        )
+        for i, t in enumerate(warm["turns"])
+    ]
     seconds = [t["seconds"] for t in warm["turns"]]
     firsts = [t["first_token_s"] for t in warm["turns"] if t["first_token_s"] is not None]
     rows += [

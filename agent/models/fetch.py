@@ -126,6 +126,11 @@ def _is_verified(path: Path, artifact: ModelArtifact) -> bool:
     return marker.read_text().strip() == _stamp(path, artifact.sha256)
 
 
+def is_fetched(artifact: ModelArtifact, directory: Path) -> bool:
+    """The weights are on disk and were verified (nothing is downloaded or hashed to say so)."""
+    return _is_verified(directory / artifact.filename, artifact)
+
+
 @contextlib.contextmanager
 def _lock(directory: Path) -> Iterator[None]:
     directory.mkdir(parents=True, exist_ok=True)

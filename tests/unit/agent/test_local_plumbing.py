@@ -149,3 +149,11 @@ def test_the_warm_up_notice_counts_seconds_then_says_ready(settings: Settings) -
     assert warmup.notice(40, ready=True) == "The local model is ready (warm-up took 40 s)."
     assert warmup.uses_local_model(settings.model_copy(update={"llm": "local"}))
     assert not warmup.uses_local_model(settings.model_copy(update={"llm": "ollama:qwen2.5"}))
+
+
+def test_the_warm_up_never_downloads_the_model(settings: Settings, tmp_path: Path) -> None:
+    from agent import warmup
+
+    fresh = settings.model_copy(update={"state_dir": tmp_path, "llm": "local"})
+    assert not warmup.weights_present(fresh)  # a fresh install: the warm-up is skipped, nothing is fetched
+    assert warmup.weights_present(settings.model_copy(update={"llm": "local:smollm2"}))  # fetched for these tests
