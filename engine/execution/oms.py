@@ -126,6 +126,11 @@ class SubmissionBusyError(IQTSError):
     """Another worker process is submitting this approval right now; try again later (nothing was sent)."""
 
 
+def _refused_status(refusal: gate.GateRefusedError) -> Literal["failed", "expired"]:
+    """An approval that ran out before its order could go out ends expired (with the reason); other refusals fail."""
+    return "expired" if isinstance(refusal, gate.ApprovalExpiredError) else "failed"
+
+
 _SUBMIT_LOCK_NAMESPACE = 0x0A55_1D0E  # pg advisory lock namespace: one submission per approval at a time
 
 
@@ -208,7 +213,7 @@ class OrderManager:
                     # recorded in a transaction of its own (this one rolls back as the error leaves it)
                     conn.rollback()
                     audit(conn, WORKER_ACTOR, "order.refused", f"approval:{approval_id}", {"reason": str(refusal)})
-                    self._finish_approval(conn, approval_id, "failed", {"reason": str(refusal)})
+                    self._finish_approval(conn, approval_id, _refused_status(refusal), {"reason": str(refusal)})
                     conn.commit()
                     raise
                 verdict = self._risk_check(intent)
@@ -265,7 +270,9 @@ class OrderManager:
                 conn.rollback()
                 reason = f"never sent: {refusal}"
                 rejected = self._set_status(conn, record, OrderStatus.REJECTED, "reject", reason=reason)
-                self._finish_approval(conn, approval_id, "failed", {"order_id": record.id, "reason": reason})
+                self._finish_approval(
+                    conn, approval_id, _refused_status(refusal), {"order_id": record.id, "reason": reason}
+                )
                 conn.commit()
                 self._notify(rejected, None, None)
                 raise
@@ -572,7 +579,7 @@ class OrderManager:
         self,
         conn: Connection[TupleRow],
         approval_id: str,
-        status: Literal["executed", "failed"],
+        status: Literal["executed", "failed", "expired"],
         result: dict[str, Any],
     ) -> None:
         approval_requests.record_result(conn, approval_id, status, result, from_statuses=("approved", "executed"))

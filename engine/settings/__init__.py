@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     approval_ttl_s: int = Field(900, ge=10, description="how long an approval request stays decidable")
     four_eyes: bool = Field(False, description="the requester of an order may not approve it")
     execution_poll_s: float = Field(2.0, gt=0, description="how often the worker follows open orders")
+    execution_sweep_s: float = Field(
+        5.0, gt=0, description="how often the worker sweeps approved orders from the database and relays the outbox"
+    )
 
     # model for the agent: local | ollama:MODEL | openai:MODEL | anthropic:MODEL | openai-compatible:URL#MODEL
     llm: str = "local"
