@@ -32,7 +32,13 @@ from engine.errors import IQTSError
 from engine.execution import gate, metrics
 from engine.execution.broker import VenueOrder, VenueUnavailableError
 from engine.execution.modes import ModeCheck, validate_mode, verify_key_permissions
-from engine.execution.oms import WORKER_ACTOR, OrderManager, OrderRecord, SubmissionBusyError
+from engine.execution.oms import (
+    WORKER_ACTOR,
+    OrderManager,
+    OrderRecord,
+    SubmissionBusyError,
+    check_lease_covers_receive_window,
+)
 from engine.execution.router import Router
 from engine.portfolio.service import portfolio_snapshot
 from engine.risk.killswitch import controls as load_controls
@@ -88,7 +94,9 @@ def build_order_manager(
         controls=lambda: load_controls(db),
         on_verdict=metrics.observe_verdict,
         on_update=on_update,
+        lease_s=settings.execution_lease_s,
     )
+    check_lease_covers_receive_window(settings.execution_lease_s, router)
     return manager
 
 
@@ -131,7 +139,10 @@ class ExecutionWorker:
             approval_id = ApprovedMessage.model_validate(message.payload).approval_id
         except ValidationError as error:
             raise PoisonMessageError(f"not an approved-order message: {_first_error(error)}") from None
-        await self.execute(approval_id)  # a venue outage or a busy approval leaves the message pending
+        try:
+            await self.execute(approval_id)  # a venue outage leaves the message pending: retried on reclaim
+        except SubmissionBusyError as busy:  # another worker holds it: acked, the sweep comes back to it
+            log.warning("worker.submission_busy", approval_id=approval_id, reason=str(busy))
 
     async def execute(self, approval_id: str) -> OrderRecord | None:
         """Carry out one approved order (idempotent). Raises ``VenueUnavailableError`` or ``SubmissionBusyError``
@@ -162,8 +173,9 @@ class ExecutionWorker:
         for approval_id in due:
             try:
                 await self.execute(approval_id)
-            except SubmissionBusyError:
-                continue  # another worker has it right now
+            except SubmissionBusyError as busy:  # another worker has it right now, or its lease has not run out
+                log.info("worker.sweep_busy", approval_id=approval_id, reason=str(busy))
+                continue
             except VenueUnavailableError:
                 log.warning("worker.sweep_venue_unavailable", approval_id=approval_id)
                 continue
