@@ -7,13 +7,17 @@ API process (bearer tokens from ``iqts users token``, mapped to a user and role)
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from mcp.server.fastmcp import FastMCP
+from mcp.server.fastmcp.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.types import ContentBlock
 
 from engine.runtime import Runtime
+from engine.telemetry import redact_text
 from tools import context
 
 INSTRUCTIONS = (
@@ -38,9 +42,30 @@ def transport_security(runtime: Runtime) -> TransportSecuritySettings:
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
 
 
+class AuditedFastMCP(FastMCP[Any]):
+    """Every tool call is audited, refused ones included: a call refused before its tool ran (unknown tool,
+    arguments that fail validation, text that is not Unicode) gets a ``tool.refused`` row and a tool error with
+    the reason, never a raw Python error."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> Sequence[ContentBlock] | dict[str, Any]:
+        ctx = self.get_context()
+        if context.has_lone_surrogate(arguments) or context.has_lone_surrogate(name):
+            reason = "invalid arguments: text holds a lone surrogate character, which is not valid Unicode"
+            await context.audit_refusal(ctx, name, arguments, reason)
+            raise ToolError(reason)
+        try:
+            return await super().call_tool(name, arguments)
+        except Exception as error:  # refused before the tool ran, unless tool_call audited it already
+            if isinstance(error, context.AuditedToolError) or isinstance(error.__cause__, context.AuditedToolError):
+                raise
+            reason = redact_text(str(error) or type(error).__name__)
+            await context.audit_refusal(ctx, name, arguments, reason)
+            raise ToolError(reason) from None
+
+
 def build_server(runtime: Runtime, *, transport: str, streamable_http_path: str = "/mcp") -> FastMCP[Any]:
     """A FastMCP server bound to ``runtime`` through its lifespan context (no process-wide state)."""
-    server: FastMCP[Any] = FastMCP(
+    server: FastMCP[Any] = AuditedFastMCP(
         "iqts",
         instructions=INSTRUCTIONS,
         streamable_http_path=streamable_http_path,
