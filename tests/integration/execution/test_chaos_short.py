@@ -69,7 +69,7 @@ async def _approve(runtime: Runtime) -> str:
 async def _settle(db: Database, ids: list[str], timeout: float = 60) -> dict[str, str]:
     deadline = time.monotonic() + timeout
     while True:
-        states = {i: approvals.get_request(db, i).status for i in ids}
+        states: dict[str, str] = {i: approvals.get_request(db, i).status for i in ids}
         if all(s in ("executed", "expired", "failed") for s in states.values()) or time.monotonic() > deadline:
             return states
         await asyncio.sleep(0.1)
