@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from approvals.users import PermissionDeniedError, Role, User, require
 from engine.audit.log import append as audit
 from engine.bus import Bus
+from engine.bus.relay import flush
 from engine.errors import NotFoundError, ValidationFailedError
 from engine.execution.models import OrderIntent
 from engine.execution.oms import get_order
@@ -48,6 +49,7 @@ from engine.risk.models import Verdict
 from engine.risk.store import active_policy
 from engine.settings import Settings
 from engine.store import approval_requests as requests_table
+from engine.store import outbox
 from engine.store.approval_requests import ApprovalRequest, Evidence, Status
 from engine.store.database import Database
 from engine.telemetry import get_logger
@@ -171,8 +173,9 @@ def _insert(
     return request
 
 
-async def _announce(bus: Bus, request: ApprovalRequest) -> None:
-    await bus.publish(EVENTS_TOPIC, {"id": request.id, "status": request.status, "kind": request.kind})
+def _announce(conn: Connection[TupleRow], request: ApprovalRequest) -> None:
+    """The request's new status for the inbox and the notifier, in the outbox of the caller's transaction."""
+    outbox.enqueue(conn, EVENTS_TOPIC, {"id": request.id, "status": request.status, "kind": request.kind})
 
 
 def check_order(db: Database, settings: Settings, intent: OrderIntent) -> Verdict:
@@ -226,8 +229,9 @@ async def request_release(
                 verdict=None,
                 ttl=timedelta(seconds=settings.approval_ttl_s),
             )
+            _announce(conn, request)
     if fresh:
-        await _announce(bus, request)
+        await flush(db, bus)
     return request
 
 
@@ -254,7 +258,8 @@ async def propose_order(
             verdict=verdict,
             ttl=timedelta(seconds=settings.approval_ttl_s),
         )
-    await _announce(bus, request)
+        _announce(conn, request)
+    await flush(db, bus)
     return request
 
 
@@ -284,7 +289,8 @@ async def propose_cancel(
             verdict=None,
             ttl=timedelta(seconds=settings.approval_ttl_s),
         )
-    await _announce(bus, request)
+        _announce(conn, request)
+    await flush(db, bus)
     return request
 
 
@@ -320,7 +326,8 @@ async def _propose(
             verdict=None,
             ttl=timedelta(seconds=settings.approval_ttl_s),
         )
-    await _announce(bus, request)
+        _announce(conn, request)
+    await flush(db, bus)
     return request
 
 
@@ -399,13 +406,19 @@ async def decide(
             f"approval:{request_id}",
             {"intent_hash": request.intent_hash, "reason": reason, "kind": request.kind},
         )
-    if approve and request.kind == "order":
-        await bus.publish(APPROVED_ORDERS_TOPIC, {"approval_id": request.id})
-    elif approve and request.kind == "cancel":
-        await bus.publish(APPROVED_CANCELS_TOPIC, {"approval_id": request.id})  # the worker reads the rest
-    elif approve and request.kind == "kill_switch_release":
+        # the execution request commits with the decision (the outbox); the bus only wakes a worker, which also
+        # sweeps approved orders, so a bus that is down now delays the order and never loses it
+        if approve and request.kind == "order":
+            outbox.enqueue(conn, APPROVED_ORDERS_TOPIC, {"approval_id": request.id})
+        elif approve and request.kind == "cancel":
+            outbox.enqueue(conn, APPROVED_CANCELS_TOPIC, {"approval_id": request.id})  # the worker reads the rest
+        if request.kind != "kill_switch_release" or not approve:
+            _announce(conn, request)
+    if approve and request.kind == "kill_switch_release":
         request = await _release(db, bus, request, user.username)
-    await _announce(bus, request)
+        with db.connection() as conn:
+            _announce(conn, request)
+    await flush(db, bus)
     return request
 
 
@@ -432,6 +445,7 @@ async def expire_due(db: Database, bus: Bus) -> list[str]:
         expired = requests_table.due_for_expiry(conn)
         for request in expired:
             _expire(conn, request)
-    for request in expired:
-        await bus.publish(EVENTS_TOPIC, {"id": request.id, "status": "expired", "kind": request.kind})
+            outbox.enqueue(conn, EVENTS_TOPIC, {"id": request.id, "status": "expired", "kind": request.kind})
+    if expired:
+        await flush(db, bus)
     return [r.id for r in expired]

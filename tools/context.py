@@ -96,10 +96,53 @@ def caller(ctx: Context[Any, Any, Any] | None) -> User:
     return state.local_user
 
 
+class AuditedToolError(ToolError):
+    """A tool error already written to the audit log (by ``tool_call``)."""
+
+
+def has_lone_surrogate(value: Any) -> bool:
+    """Whether a string anywhere in ``value`` holds a lone surrogate (not Unicode: it cannot be stored or sent)."""
+    if isinstance(value, str):
+        return any("\ud800" <= ch <= "\udfff" for ch in value)
+    if isinstance(value, dict):
+        return any(has_lone_surrogate(k) or has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(has_lone_surrogate(v) for v in value)
+    return False
+
+
+def storable(value: Any) -> Any:
+    """``value`` with every lone surrogate written as its escape (``\\ud800``), so it can be audited as given."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    return value
+
+
 def _summary(value: Any) -> Any:
     if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    return value
+        return storable(value.model_dump(mode="json"))
+    return storable(value)
+
+
+async def audit_refusal(ctx: Context[Any, Any, Any] | None, name: str, arguments: dict[str, Any], reason: str) -> None:
+    """A tool call refused before its tool ran (unknown tool, invalid arguments): audited like any other call."""
+    state = current(ctx)
+    try:
+        who = caller(ctx).username
+    except ToolError:
+        who = "anonymous"
+    await asyncio.to_thread(
+        audit,
+        state.runtime.db,
+        who,
+        "tool.refused",
+        f"tool:{storable(name)}",
+        {"arguments": storable(arguments), "error": storable(reason), "transport": state.transport},
+    )
 
 
 async def tool_call(
@@ -128,7 +171,7 @@ async def tool_call(
             f"tool:{name}",
             {"arguments": args, "error": message, "transport": state.transport},
         )
-        raise ToolError(message) from None
+        raise AuditedToolError(message) from None
     await asyncio.to_thread(
         audit,
         runtime.db,

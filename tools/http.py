@@ -85,13 +85,95 @@ class BearerAuth:
         await send({"type": "http.response.body", "body": body})
 
 
+MAX_JSON_DEPTH = 64
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+def json_depth(body: bytes) -> int:
+    """How deeply arrays and objects nest in a JSON text (brackets inside strings do not count)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+class JsonGuard:
+    """Answer 400 to a JSON body nested deeper than ``MAX_JSON_DEPTH`` (the SDK's parser would fail with a 500) and
+    413 to one larger than ``MAX_BODY_BYTES``; pass every other request on with its body unchanged."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left before its body came
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                await _answer(send, 413, f"request body larger than {MAX_BODY_BYTES} bytes")
+                return
+            chunks.append(chunk)
+            more = bool(message.get("more_body"))
+        body = b"".join(chunks)
+        if json_depth(body) > MAX_JSON_DEPTH:
+            await _answer(send, 400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+            return
+        await self.app(scope, _replay([body], receive), send)
+
+
+def _replay(bodies: list[bytes], receive: Receive) -> Receive:
+    """The body already read, then the client's own messages (its disconnect)."""
+    pending = [{"type": "http.request", "body": b, "more_body": False} for b in bodies]
+
+    async def replayed() -> Any:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replayed
+
+
+async def _answer(send: Send, status: int, reason: str) -> None:
+    body = json.dumps({"detail": reason}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
 def mcp_route(runtime: Runtime) -> tuple[Route, Any]:
     """The ``/mcp`` route and an async context manager to run its session manager in the app's lifespan."""
     quiet_orderly_session_ends()
     server = build_server(runtime, transport="http", streamable_http_path=MCP_PATH)
     server.streamable_http_app()  # creates the session manager
     manager = server.session_manager
-    route = Route(MCP_PATH, endpoint=BearerAuth(StreamableHTTPASGIApp(manager), runtime.db), methods=None)
+    route = Route(MCP_PATH, endpoint=BearerAuth(JsonGuard(StreamableHTTPASGIApp(manager)), runtime.db), methods=None)
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:

@@ -126,7 +126,7 @@ def _approval_out(request: ApprovalRequest, runtime: Runtime) -> ApprovalOut:
         "pending": "Waiting for a human approver in the inbox. Nothing has been executed.",
         "approved": "Approved by a human; the execution worker submits it after a second risk check.",
         "rejected": "Rejected; nothing was executed.",
-        "expired": "Expired without a decision; nothing was executed.",
+        "expired": "Expired before it was executed (result says why if it was approved); nothing was executed.",
         "executed": "Executed; see result.",
         "failed": "Not executed; see result.",
     }

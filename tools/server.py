@@ -88,11 +88,37 @@ def _options(streamable_http_path: str, security: TransportSecuritySettings | No
     }
 
 
+class AuditedFastMCP(FastMCP[Any]):
+    """Every tool call is audited, refused ones included: a call refused before its tool ran (unknown tool,
+    arguments that fail validation, text that is not Unicode) gets a ``tool.refused`` row and a tool error with
+    the reason, never a raw Python error."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> Sequence[ContentBlock] | dict[str, Any]:
+        from mcp.server.fastmcp.exceptions import ToolError
+
+        from engine.telemetry import redact_text
+        from tools import context
+
+        ctx = self.get_context()
+        if context.has_lone_surrogate(arguments) or context.has_lone_surrogate(name):
+            reason = "invalid arguments: text holds a lone surrogate character, which is not valid Unicode"
+            await context.audit_refusal(ctx, name, arguments, reason)
+            raise ToolError(reason)
+        try:
+            return await super().call_tool(name, arguments)
+        except Exception as error:  # refused before the tool ran, unless tool_call audited it already
+            if isinstance(error, context.AuditedToolError) or isinstance(error.__cause__, context.AuditedToolError):
+                raise
+            reason = redact_text(str(error) or type(error).__name__)
+            await context.audit_refusal(ctx, name, arguments, reason)
+            raise ToolError(reason) from None
+
+
 def build_server(runtime: Runtime, *, transport: str, streamable_http_path: str = "/mcp") -> FastMCP[Any]:
     """A FastMCP server bound to ``runtime`` through its lifespan context (no process-wide state), tools registered."""
     from tools import context
 
-    server: FastMCP[Any] = FastMCP(
+    server: FastMCP[Any] = AuditedFastMCP(
         "iqts",
         **_options(streamable_http_path, transport_security(runtime.settings.api_url)),
         lifespan=context.lifespan(context.ToolRuntime(runtime=runtime, transport=transport)),
@@ -101,7 +127,7 @@ def build_server(runtime: Runtime, *, transport: str, streamable_http_path: str 
     return server
 
 
-class StartingServer(FastMCP[Any]):
+class StartingServer(AuditedFastMCP):
     """A FastMCP server that answers ``initialize`` at once and every other request once :attr:`ready` is done."""
 
     ready: asyncio.Future[Any] | None = None

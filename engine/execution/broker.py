@@ -119,3 +119,10 @@ class Broker(Protocol):
     async def reconcile(self, known_client_order_ids: Mapping[str, str]) -> list[VenueOrder]: ...
 
     async def close(self) -> None: ...
+
+
+def receive_window_s(broker: object) -> float | None:
+    """How long after signing a request the broker's venue may still accept it (``receive_window_s`` on the adapter;
+    0 for an in-process venue), or None when the adapter does not say (the venue may accept it at any time)."""
+    value = getattr(broker, "receive_window_s", None)
+    return None if value is None else float(value)

@@ -25,6 +25,10 @@ class GateRefusedError(IQTSError):
     """The order may not go out (no approval, another order, expired, kill switch)."""
 
 
+class ApprovalExpiredError(GateRefusedError):
+    """The approval ran out before the order could go out: the request ends ``expired`` with this reason."""
+
+
 def kill_switch_engaged(conn: Connection[TupleRow]) -> tuple[bool, str | None]:
     value = system_state.read(conn, "kill_switch")
     if value is None:
@@ -89,7 +93,9 @@ def release(
             f"the order needs a new proposal in {mode} mode"
         )
     if expires_at <= now:
-        raise GateRefusedError(f"refused: approval {approval_id} expired at {expires_at.isoformat()}")
+        raise ApprovalExpiredError(
+            f"refused: approval {approval_id} expired at {expires_at.isoformat()} before the order could be sent"
+        )
     engaged, reason = kill_switch_engaged(conn)
     if engaged:
         raise GateRefusedError(f"refused: the kill switch is engaged ({reason or 'no reason given'})")

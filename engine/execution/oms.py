@@ -21,6 +21,8 @@ client order id; only if the venue provably does not hold it is it released thro
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import time
 import weakref
 from collections.abc import Callable
@@ -35,7 +37,7 @@ from pydantic import BaseModel
 
 from engine.audit.log import append as audit
 from engine.bus import Bus
-from engine.errors import IQTSError
+from engine.errors import ConfigError, IQTSError
 from engine.execution import gate
 from engine.execution.broker import (
     ApprovedOrder,
@@ -43,6 +45,7 @@ from engine.execution.broker import (
     VenueOrder,
     VenueRejectedError,
     VenueUnavailableError,
+    receive_window_s,
 )
 from engine.execution.models import OrderIntent, OrderStatus
 from engine.execution.modes import ModeCheck
@@ -126,6 +129,49 @@ class SubmissionBusyError(IQTSError):
     """Another worker process is submitting this approval right now; try again later (nothing was sent)."""
 
 
+def _refused_status(refusal: gate.GateRefusedError) -> Literal["failed", "expired"]:
+    """An approval that ran out before its order could go out ends expired (with the reason); other refusals fail."""
+    return "expired" if isinstance(refusal, gate.ApprovalExpiredError) else "failed"
+
+
+DEFAULT_LEASE_S = 30.0
+LEASE_MARGIN_S = 2.0
+"""A lease must outlast the venue's receive window by this much (clock skew between us and the venue)."""
+
+
+class OrderLease(BaseModel):
+    """Who holds the submission of an order still ``new``, since when, until when."""
+
+    owner: str | None
+    since: datetime | None
+    until: datetime | None
+    live: bool
+
+
+def _lease(conn: Connection[TupleRow], order_id: int) -> OrderLease:
+    row = conn.execute(
+        "SELECT lease_owner, lease_since, lease_until, coalesce(lease_until > now(), false) FROM orders WHERE id = %s",
+        (order_id,),
+    ).fetchone()
+    assert row is not None
+    return OrderLease(owner=row[0], since=row[1], until=row[2], live=row[3])
+
+
+def check_lease_covers_receive_window(lease_s: float, router: Router) -> None:
+    """Refuse (ConfigError) a lease not longer than some account's venue receive window plus the margin: with it, a
+    first request still travelling when the lease runs out could be accepted by the venue after a resend."""
+    for account in router.accounts:
+        window = receive_window_s(router.broker(account))
+        if window is None:
+            log.warning("oms.venue_without_receive_window", account=account, lease_s=lease_s)
+        elif lease_s < window + LEASE_MARGIN_S:
+            raise ConfigError(
+                f"IQTS_EXECUTION_LEASE_S={lease_s:g} is too short for account {account}: its venue accepts a request "
+                f"up to {window:g}s after it was signed, so the lease must be at least {window + LEASE_MARGIN_S:g}s "
+                "(raise IQTS_EXECUTION_LEASE_S or lower the account's receive_window_ms)"
+            )
+
+
 _SUBMIT_LOCK_NAMESPACE = 0x0A55_1D0E  # pg advisory lock namespace: one submission per approval at a time
 
 
@@ -145,8 +191,12 @@ class OrderManager:
         on_verdict: Callable[[Verdict, str], None] | None = None,
         on_update: Callable[[OrderRecord, VenueOrder | None, float | None], None] | None = None,
         mode_check: ModeCheck | None = None,
+        owner: str | None = None,
+        lease_s: float = DEFAULT_LEASE_S,
     ) -> None:
         self.db = db
+        self.owner = owner or f"{socket.gethostname()}-{os.getpid()}"
+        self.lease_s = lease_s
         self.bus = bus
         self.router = router
         self.mode = mode
@@ -208,7 +258,7 @@ class OrderManager:
                     # recorded in a transaction of its own (this one rolls back as the error leaves it)
                     conn.rollback()
                     audit(conn, WORKER_ACTOR, "order.refused", f"approval:{approval_id}", {"reason": str(refusal)})
-                    self._finish_approval(conn, approval_id, "failed", {"reason": str(refusal)})
+                    self._finish_approval(conn, approval_id, _refused_status(refusal), {"reason": str(refusal)})
                     conn.commit()
                     raise
                 verdict = self._risk_check(intent)
@@ -229,6 +279,15 @@ class OrderManager:
             else:
                 approved = None  # recorded by an earlier attempt that may or may not have reached the venue
                 record = existing
+                lease = _lease(conn, record.id)
+                if lease.live and lease.owner != self.owner:
+                    # its submitter may have died with the request still travelling: nobody resends before the lease
+                    # (longer than the venue's receive window) has run out, when the venue has it or never will
+                    raise SubmissionBusyError(
+                        f"order {record.id} of approval {approval_id} is leased to {lease.owner} since "
+                        f"{lease.since.isoformat() if lease.since else '?'} until "
+                        f"{lease.until.isoformat() if lease.until else '?'}; nothing was sent"
+                    )
         # committed: the order row exists before the venue hears of it
         broker = self.router.broker(intent.account)
         started = time.perf_counter()
@@ -260,12 +319,24 @@ class OrderManager:
         """Release a recorded order the venue never received; if the gate now refuses, it is rejected unsent."""
         with self.db.connection() as conn:
             try:
-                return gate.release(conn, approval_id, intent, mode=self.mode)
+                approved = gate.release(conn, approval_id, intent, mode=self.mode)
+                taken = conn.execute(
+                    "UPDATE orders SET lease_owner = %s, lease_since = now(), "
+                    "lease_until = now() + make_interval(secs => %s) "
+                    "WHERE id = %s AND status = 'new' AND (lease_owner IS NOT DISTINCT FROM %s "
+                    "OR lease_until IS NULL OR lease_until <= now()) RETURNING id",
+                    (self.owner, self.lease_s, record.id, self.owner),
+                ).fetchone()
+                if taken is None:
+                    raise SubmissionBusyError(f"order {record.id} is leased to another worker; nothing was sent")
+                return approved
             except gate.GateRefusedError as refusal:
                 conn.rollback()
                 reason = f"never sent: {refusal}"
                 rejected = self._set_status(conn, record, OrderStatus.REJECTED, "reject", reason=reason)
-                self._finish_approval(conn, approval_id, "failed", {"order_id": record.id, "reason": reason})
+                self._finish_approval(
+                    conn, approval_id, _refused_status(refusal), {"order_id": record.id, "reason": reason}
+                )
                 conn.commit()
                 self._notify(rejected, None, None)
                 raise
@@ -426,7 +497,8 @@ class OrderManager:
     ) -> OrderRecord:
         row = conn.execute(
             f"INSERT INTO orders (approval_id, client_order_id, account, venue, symbol, side, type, quantity, price, "
-            f"stop_price, mode, strategy, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'new') "
+            f"stop_price, mode, strategy, status, lease_owner, lease_since, lease_until) VALUES (%s, %s, %s, %s, %s, "
+            f"%s, %s, %s, %s, %s, %s, %s, 'new', %s, now(), now() + make_interval(secs => %s)) "
             f"RETURNING {_ORDER_COLUMNS}",
             (
                 approved.approval_id,
@@ -441,11 +513,13 @@ class OrderManager:
                 intent.stop_price,
                 intent.mode,
                 intent.strategy,
+                self.owner,
+                self.lease_s,
             ),
         ).fetchone()
         assert row is not None
         record = _record(row)
-        self._event(conn, record, "created", {"intent_hash": intent.intent_hash()})
+        self._event(conn, record, "created", {"intent_hash": intent.intent_hash(), "lease_owner": self.owner})
         return record
 
     def _event(self, conn: Connection[TupleRow], record: OrderRecord, event: str, detail: dict[str, Any]) -> None:
@@ -572,7 +646,7 @@ class OrderManager:
         self,
         conn: Connection[TupleRow],
         approval_id: str,
-        status: Literal["executed", "failed"],
+        status: Literal["executed", "failed", "expired"],
         result: dict[str, Any],
     ) -> None:
         approval_requests.record_result(conn, approval_id, status, result, from_statuses=("approved", "executed"))

@@ -31,6 +31,7 @@ def build_broker(account: AccountSettings, settings: Settings, db: Database) -> 
                 secret=settings.exchange_api_secret,
                 sandbox=account.sandbox,
                 api_url=settings.exchange_urls.get(account.exchange),
+                options={} if account.receive_window_ms is None else {"recvWindow": account.receive_window_ms},
             )
         )
     raise ConfigError(f"account {account.name}: unknown venue {account.venue!r}")

@@ -9,6 +9,8 @@ reconciled with its venue (``OrderManager.reconcile_on_start``); the start is wr
   A venue outage leaves the message unacked; the reclaim after ``bus_reclaim_idle_ms`` retries it and the
   OMS reconciles by client order id, so a crash between submit and ack never sends a second order.
 * ``risk.kill_switch`` (group ``execution-kill``): on engage, cancel every open order at once.
+* at start and every ``execution_sweep_s``: every approved order with no terminal result, read from PostgreSQL
+  (``sweep``), and the outbox relayed to the bus; the bus only wakes the worker sooner.
 * every ``execution_poll_s``: feed the paper venue the latest bars, follow open orders, mark the portfolio.
 """
 
@@ -25,11 +27,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from engine.audit.log import append as audit
 from engine.bus.consumer import PoisonMessageError, consume_forever
 from engine.bus.protocol import Message
+from engine.bus.relay import run_relay
 from engine.errors import IQTSError
 from engine.execution import gate, metrics
 from engine.execution.broker import VenueOrder, VenueUnavailableError
 from engine.execution.modes import ModeCheck, validate_mode, verify_key_permissions
-from engine.execution.oms import WORKER_ACTOR, OrderManager, OrderRecord, SubmissionBusyError, get_order
+from engine.execution.oms import (
+    WORKER_ACTOR,
+    OrderManager,
+    OrderRecord,
+    SubmissionBusyError,
+    check_lease_covers_receive_window,
+    get_order,
+)
 from engine.execution.router import Router
 from engine.portfolio.service import portfolio_snapshot
 from engine.risk.killswitch import controls as load_controls
@@ -86,7 +96,9 @@ def build_order_manager(
         controls=lambda: load_controls(db),
         on_verdict=metrics.observe_verdict,
         on_update=on_update,
+        lease_s=settings.execution_lease_s,
     )
+    check_lease_covers_receive_window(settings.execution_lease_s, router)
     return manager
 
 
@@ -129,20 +141,50 @@ class ExecutionWorker:
             approval_id = ApprovedMessage.model_validate(message.payload).approval_id
         except ValidationError as error:
             raise PoisonMessageError(f"not an approved-order message: {_first_error(error)}") from None
+        try:
+            await self.execute(approval_id)  # a venue outage leaves the message pending: retried on reclaim
+        except SubmissionBusyError as busy:  # another worker holds it: acked, the sweep comes back to it
+            log.warning("worker.submission_busy", approval_id=approval_id, reason=str(busy))
+
+    async def execute(self, approval_id: str) -> OrderRecord | None:
+        """Carry out one approved order (idempotent). Raises ``VenueUnavailableError`` or ``SubmissionBusyError``
+        when it must be retried later; a refusal (gate, risk) is recorded on the approval and returns None."""
         with self.runtime.db.connection() as conn:
             try:
                 intent = gate.load_approved_intent(conn, approval_id)
             except gate.GateRefusedError as error:
                 log.error("worker.bad_message", approval_id=approval_id, error=str(error))
-                return
+                return None
         try:
             record = await self.manager.submit_approved(intent, approval_id)
         except (VenueUnavailableError, SubmissionBusyError):
             raise  # stays pending: retried after the reclaim idle time, reconciled by client order id
         except IQTSError as error:  # refused by the gate or the risk check: recorded, not retried
             log.warning("worker.not_submitted", approval_id=approval_id, reason=str(error))
-            return
+            return None
         log.info("worker.submitted", approval_id=approval_id, order_id=record.id, status=record.status.value)
+        return record
+
+    async def sweep(self) -> list[str]:
+        """Every approved order with no terminal result, from PostgreSQL (the source of truth): execute it, or end
+        it ``expired`` if its approval ran out. A lost bus message, an emptied Redis or an in-process bus lost in
+        a crash therefore delays an order by one sweep and never loses it. Returns the approval ids it took."""
+        with self.runtime.db.connection() as conn:
+            due = approval_requests.orders_to_execute(conn)
+        taken: list[str] = []
+        for approval_id in due:
+            try:
+                await self.execute(approval_id)
+            except SubmissionBusyError as busy:  # another worker has it right now, or its lease has not run out
+                log.info("worker.sweep_busy", approval_id=approval_id, reason=str(busy))
+                continue
+            except VenueUnavailableError:
+                log.warning("worker.sweep_venue_unavailable", approval_id=approval_id)
+                continue
+            taken.append(approval_id)
+        if due:
+            log.info("worker.swept", due=len(due), taken=len(taken))
+        return taken
 
     async def handle_cancel(self, message: Message) -> None:
         """An approved cancel request: checked like an order approval, then the order is cancelled at its venue and
@@ -215,6 +257,8 @@ class ExecutionWorker:
                 consume_forever(bus, KILL_TOPIC, "execution-kill", self.name, self.handle_kill_switch, stop, **common)
             ),
             asyncio.create_task(self._follow_up_loop(stop)),
+            asyncio.create_task(self._sweep_loop(stop)),
+            asyncio.create_task(run_relay(self.runtime.db, bus, stop, settings.execution_sweep_s)),
         ]
         log.info("worker.started", name=self.name, started=datetime.now(UTC).isoformat())
         try:
@@ -224,6 +268,16 @@ class ExecutionWorker:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.manager.drain()  # order updates still on their way to the bus
+
+    async def _sweep_loop(self, stop: asyncio.Event) -> None:
+        """``sweep`` at start and every ``execution_sweep_s`` seconds, outliving database and venue outages."""
+        while not stop.is_set():
+            try:
+                await self.sweep()
+            except IQTSError as error:
+                log.error("worker.sweep_failed", error=str(error))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.runtime.settings.execution_sweep_s)
 
     async def _follow_up_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

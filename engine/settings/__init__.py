@@ -43,6 +43,9 @@ class AccountSettings(BaseModel):
     initial_cash: dict[str, Decimal] = Field(default_factory=lambda: {"USD": Decimal(100_000)})
     exchange: str | None = Field(None, description="ccxt exchange id (venue ccxt)")
     sandbox: bool = True
+    receive_window_ms: int | None = Field(
+        None, gt=0, le=60_000, description="the venue's receive window for signed requests (ccxt recvWindow)"
+    )
 
 
 def _default_accounts() -> list[AccountSettings]:
@@ -111,6 +114,15 @@ class Settings(BaseSettings):
     approval_ttl_s: int = Field(900, ge=10, description="how long an approval request stays decidable")
     four_eyes: bool = Field(False, description="the requester of an order may not approve it")
     execution_poll_s: float = Field(2.0, gt=0, description="how often the worker follows open orders")
+    execution_lease_s: float = Field(
+        30.0,
+        gt=0,
+        description="a submission's lease on its order: no other worker resends it before this, and it must "
+        "outlast every venue's receive window (checked at start)",
+    )
+    execution_sweep_s: float = Field(
+        5.0, gt=0, description="how often the worker sweeps approved orders from the database and relays the outbox"
+    )
 
     # model for the agent: local | ollama:MODEL | openai:MODEL | anthropic:MODEL | openai-compatible:URL#MODEL
     llm: str = "local"

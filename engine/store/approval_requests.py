@@ -222,15 +222,28 @@ def mark_expired(conn: Connection[TupleRow], request_id: str) -> None:
 def record_result(
     conn: Connection[TupleRow],
     request_id: str,
-    status: Literal["executed", "failed"],
+    status: Literal["executed", "failed", "expired"],
     result: dict[str, Any],
     *,
     from_statuses: Sequence[Status] = ("approved",),
 ) -> bool:
-    """An approved request was acted on: executed or failed, with what happened; False if it was not in
-    ``from_statuses``."""
+    """An approved request was acted on: executed or failed, with what happened, or expired before it could be
+    (the result says why); False if it was not in ``from_statuses``."""
     row = conn.execute(
         "UPDATE approval_requests SET status = %s, result = %s WHERE id = %s AND status = ANY(%s) RETURNING id",
         (status, Jsonb(result), request_id, list(from_statuses)),
     ).fetchone()
     return row is not None
+
+
+def orders_to_execute(conn: Connection[TupleRow], *, limit: int = 100) -> list[str]:
+    """Approved order requests without a terminal result, oldest decision first: no order made yet, or one
+    recorded ``new`` that may never have reached its venue. Expired ones included: the gate turns them ``expired``.
+    """
+    rows = conn.execute(
+        "SELECT a.id FROM approval_requests a LEFT JOIN orders o ON o.approval_id = a.id "
+        "WHERE a.kind = 'order' AND a.status = 'approved' AND (o.id IS NULL OR o.status = 'new') "
+        "ORDER BY a.decided_at NULLS FIRST, a.id LIMIT %s",
+        (limit,),
+    ).fetchall()
+    return [str(r[0]) for r in rows]

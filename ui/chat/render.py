@@ -358,6 +358,8 @@ def status_text(state: ApprovalState) -> str:
     if state.status == "rejected":
         return f"**rejected**{who}: {state.decision_reason or 'no reason given'}. Nothing was executed."
     if state.status == "expired":
+        if result.get("reason"):  # approved, but it ran out before the worker could send it
+            return f"**expired** after approval{who}: {result['reason']}. Nothing was executed."
         return "**expired** without a decision. Nothing was executed."
     if state.status == "failed":
         reason = result.get("reason") or result.get("error") or "see the order record"

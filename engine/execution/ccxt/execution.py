@@ -140,6 +140,12 @@ class CcxtBroker:
 
     # --- the client -------------------------------------------------------------------------------------------
     @property
+    def receive_window_s(self) -> float | None:
+        """The venue's receive window (ccxt's ``recvWindow`` option, ours or the exchange's default), if it has one."""
+        window = self.config.options.get("recvWindow") or self.exchange.options.get("recvWindow")
+        return None if window is None else float(window) / 1000
+
+    @property
     def exchange(self) -> Any:
         """The ccxt client (built on first use)."""
         if self._exchange is None:

@@ -109,6 +109,8 @@ class _Order:
 class PaperBroker:
     """A simulated venue account (see the module docstring for the fill rules). Implements ``Broker``."""
 
+    receive_window_s = 0.0  # in-process: a request is received as it is made, or never
+
     def __init__(
         self, config: PaperBrokerConfig | None = None, feed: PriceFeed | None = None, *, clock: Clock | None = None
     ) -> None:

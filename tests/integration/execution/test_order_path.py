@@ -179,7 +179,8 @@ async def test_pending_rejected_and_expired_approvals_release_nothing(env: tuple
         )
     with pytest.raises(GateRefusedError, match="expired"):
         await manager.submit_approved(intent, approval_id)
-    assert approvals.get_request(runtime.db, approval_id).status == "failed"
+    ran_out = approvals.get_request(runtime.db, approval_id)  # expired with the reason, not a generic failure
+    assert ran_out.status == "expired" and ran_out.result is not None and "expired" in ran_out.result["reason"]
 
 
 async def test_tokens_cannot_decide_and_rejections_need_a_reason(env: tuple) -> None:

@@ -185,7 +185,7 @@ async def test_a_recorded_order_is_never_sent_if_the_gate_now_refuses_it(env: En
     assert record.status is OrderStatus.REJECTED and record.reason is not None
     assert record.reason.startswith("never sent: refused") and "expired" in record.reason
     assert await env.broker.fetch("BTC/USD", record.client_order_id) is None
-    assert approvals.get_request(env.runtime.db, approval_id).status == "failed"
+    assert approvals.get_request(env.runtime.db, approval_id).status == "expired"  # ran out: expired, with why
 
 
 async def test_an_acknowledged_order_the_venue_forgot_is_expired_on_start(env: Env) -> None:

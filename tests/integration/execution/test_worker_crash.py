@@ -50,6 +50,8 @@ SYMBOL = "BTC/USDT"
 ORDER_PATH = "/api/v3/order"
 MINUTE = 60_000
 PRICE = 20_000
+RECEIVE_WINDOW_MS = 3_000  # the venue refuses a signed request older than this
+LEASE_S = 5.0  # > the receive window + the margin (refused at start otherwise)
 APPROVER = User(id=-1, username="ann-approver", role=Role.APPROVER)
 TRADER = Requester(user="tom-trader", kind="mcp", session="crash-test")
 STREAMS = ("orders.approved", "orders.approved.dead", "risk.kill_switch", "orders.updates", "approvals.events")
@@ -208,7 +210,8 @@ async def crash_env(
     bus_url = _own_redis_db(redis_url)
     account = f"lb{unique}"
     account_json = {"name": account, "venue": "ccxt", "exchange": "binance", "sandbox": True,
-                    "valuation_currency": "USDT", "initial_cash": {"USDT": "100000"}}  # fmt: skip
+                    "valuation_currency": "USDT", "initial_cash": {"USDT": "100000"},
+                    "receive_window_ms": RECEIVE_WINDOW_MS}  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("IQTS_") or k == "IQTS_DATABASE_URL"}
     env |= {
         "IQTS_STATE_DIR": str(settings.state_dir),
@@ -222,6 +225,8 @@ async def crash_env(
         "IQTS_BUS_RECLAIM_IDLE_MS": "800",
         "IQTS_BUS_BLOCK_MS": "200",
         "IQTS_EXECUTION_POLL_S": "0.5",
+        "IQTS_EXECUTION_SWEEP_S": "0.5",
+        "IQTS_EXECUTION_LEASE_S": str(LEASE_S),
         "IQTS_LOG_FORMAT": "json",
         "NO_PROXY": "127.0.0.1,localhost",
     }
@@ -333,3 +338,40 @@ async def test_the_same_approval_delivered_twice_to_two_workers_makes_one_order(
     with env.db.connection() as conn:
         n = conn.execute("SELECT count(*) FROM orders WHERE approval_id = %s", (approval_id,)).fetchone()
     assert n == (1,)
+
+
+def _holder(env: CrashEnv, approval_id: str) -> subprocess.Popen[bytes] | None:
+    """The worker process whose lease the approval's order carries."""
+    with env.db.connection() as conn:
+        row = conn.execute("SELECT lease_owner FROM orders WHERE approval_id = %s", (approval_id,)).fetchone()
+    if row is None or row[0] is None:
+        return None
+    return next((p for p in env.procs if row[0] == f"{socket.gethostname()}-{p.pid}"), None)
+
+
+@pytest.mark.slow  # two and three worker processes (~15 s each to import ccxt on a small machine)
+@pytest.mark.parametrize("workers", [2, 3])
+async def test_a_worker_killed_while_its_order_is_in_flight_is_not_doubled_by_the_others(
+    crash_env: CrashEnv, workers: int
+) -> None:
+    """Issue 11's finding: the standby reclaimed the message after 800 ms, found nothing at the venue yet (the
+    POST still travelling) and sent again: two orders for one approval. Now it waits for the lease to run out
+    (longer than the venue's receive window), then asks the venue, which by then has the first one or never will."""
+    env = crash_env
+    procs = [env.start_worker() for _ in range(workers)]
+    await asyncio.gather(*(env.ready(p) for p in procs))
+    env.exchange.set_latency(1.5, n=1, method="POST", path=ORDER_PATH)  # the first send takes its time
+
+    approval_id = await env.approved()
+    cid = client_order_id_for(approval_id)
+    holder = await _until("the first send to be in flight", lambda: env.posts(cid) and _holder(env, approval_id),
+                          30, procs)  # fmt: skip
+    holder.send_signal(signal.SIGKILL)
+    assert holder.wait(10) == -signal.SIGKILL
+    record = await env.settled(approval_id, timeout=90)
+
+    assert len(env.venue_orders(cid)) == 1, "the venue holds a second order for one approval"
+    assert len(env.posts(cid)) == 1, "a standby sent the order again"
+    env.assert_matches_venue(record)
+    logs = "".join(env.log_of(p) for p in procs if p is not holder)
+    assert "is leased to" in logs, logs[-4000:]  # a standby saw the lease and waited

@@ -30,6 +30,23 @@ async def session(url: str, token: str) -> AsyncIterator[ClientSession]:
         yield s
 
 
+async def _raw_call(url: str, token: str, params: str) -> str:
+    """A tools/call whose JSON the SDK's client could not send (a lone surrogate escape), over plain HTTP."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+               "Accept": "application/json, text/event-stream"}  # fmt: skip
+    client_info = {"name": "raw", "version": "1"}
+    params_init = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": client_info}
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params_init}
+    async with httpx.AsyncClient(timeout=60) as client:
+        opened = await client.post(f"{url}/mcp", json=init, headers=headers)
+        assert opened.status_code == 200, opened.text
+        headers["mcp-session-id"] = opened.headers["mcp-session-id"]
+        await client.post(f"{url}/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+        body = '{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": ' + params + "}"
+        answer = await client.post(f"{url}/mcp", content=body, headers=headers)
+        return answer.text
+
+
 def structured(result: Any) -> dict[str, Any]:
     assert not result.isError, result.content
     assert result.structuredContent is not None
@@ -175,3 +192,41 @@ async def test_closing_a_session_logs_no_error(
     await asyncio.to_thread(wait_for, "the server to close the session's SSE writer", writer_closed, timeout=30)
     loud = [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
     assert not loud, [(r.name, r.levelname, r.getMessage()) for r in loud]
+
+
+async def test_deeply_nested_json_answers_400_not_500(mcp_api: tuple[str, Runtime], trader_token: str) -> None:
+    url, _ = mcp_api
+    deep = "[" * 100_000 + "]" * 100_000
+    body = '{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"x": ' + deep + "}}"
+    headers = {"Authorization": f"Bearer {trader_token}", "Content-Type": "application/json",
+               "Accept": "application/json, text/event-stream"}  # fmt: skip
+    async with httpx.AsyncClient(timeout=60) as client:
+        answer = await client.post(f"{url}/mcp", content=body, headers=headers)
+    assert answer.status_code == 400 and "nested deeper" in answer.json()["detail"]
+
+
+async def test_refused_tool_calls_are_audited_and_answer_a_tool_error(
+    mcp_api: tuple[str, Runtime], trader_token: str
+) -> None:
+    """Calls refused for their arguments (most of a fuzz run) and a lone surrogate: a tool error and an audit row."""
+    url, runtime = mcp_api
+    with runtime.db.connection() as conn:
+        before = conn.execute("SELECT coalesce(max(seq), 0) FROM audit_log").fetchone()
+    assert before is not None
+    async with session(url, trader_token) as s:
+        invalid = await s.call_tool("get_ohlcv", {"symbol": "BTC/USD", "timeframe": "1h", "limit": "many"})
+        unknown = await s.call_tool("no_such_tool", {})
+    for result in (invalid, unknown):
+        assert result.isError
+        text = " ".join(getattr(c, "text", "") for c in result.content)
+        assert "Traceback" not in text, text
+    lone = await _raw_call(url, trader_token, r'{"name": "get_ticker", "arguments": {"symbol": "BTC/\ud800USD"}}')
+    assert '"isError":true' in lone.replace(" ", "") and "surrogate" in lone and "codec" not in lone, lone
+    with runtime.db.connection() as conn:
+        rows = conn.execute(
+            "SELECT subject, payload_json FROM audit_log WHERE seq > %s AND action = 'tool.refused' ORDER BY seq",
+            (before[0],),
+        ).fetchall()
+    assert [r[0] for r in rows] == ["tool:get_ohlcv", "tool:no_such_tool", "tool:get_ticker"]
+    assert rows[2][1]["arguments"]["symbol"] == "BTC/\\ud800USD"  # audited as given, escaped
+    assert all(r[1]["error"] for r in rows)
