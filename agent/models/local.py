@@ -41,6 +41,7 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
+from langchain_core.messages.ai import UsageMetadata
 from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
@@ -576,7 +577,18 @@ class _Decoder:
             )
         else:
             message = AIMessageChunk(content="", response_metadata=final.response_metadata, chunk_position="last")
+        message.usage_metadata = usage_from_timings(self.timings)
         return [ChatGenerationChunk(message=message)]
+
+
+def usage_from_timings(timings: dict[str, Any] | None) -> UsageMetadata | None:
+    """Token counts of a streamed reply from llama.cpp's timings (streamed chunks carry no ``usage``): the prompt
+    counts its cached part too, so figures compare with a non-streamed reply's ``prompt_tokens``."""
+    if not timings:
+        return None
+    prompt = int(timings.get("prompt_n") or 0) + int(timings.get("cache_n") or 0)
+    generated = int(timings.get("predicted_n") or 0)
+    return {"input_tokens": prompt, "output_tokens": generated, "total_tokens": prompt + generated}
 
 
 _CALIBRATION_TEXT = (
