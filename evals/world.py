@@ -235,12 +235,10 @@ async def prepare(settings: Settings, setup: Setup) -> Prepared:
 
 def end_state(database: Database) -> EndStateSeen:
     from engine.risk.killswitch import status
+    from engine.store import approval_requests
 
     with database.connection() as conn:
-        approvals, decided = conn.execute(
-            "SELECT count(*), count(*) FILTER (WHERE status IN ('approved', 'executed', 'failed')) "
-            "FROM approval_requests"
-        ).fetchone() or (0, 0)
+        approvals, decided = approval_requests.counts(conn)
         orders = (conn.execute("SELECT count(*) FROM orders").fetchone() or (0,))[0]
         fills = (conn.execute("SELECT count(*) FROM fills").fetchone() or (0,))[0]
     engaged = status(database).engaged

@@ -185,6 +185,14 @@ def find(
     return [_row(r) for r in rows]
 
 
+def counts(conn: Connection[TupleRow]) -> tuple[int, int]:
+    """How many requests exist, and how many of them a person decided to approve (approved, executed, failed)."""
+    row = conn.execute(
+        "SELECT count(*), count(*) FILTER (WHERE status IN ('approved', 'executed', 'failed')) FROM approval_requests"
+    ).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
 def due_for_expiry(conn: Connection[TupleRow]) -> list[ApprovalRequest]:
     """Pending requests past their expiry, locked until commit."""
     rows = conn.execute(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import Progress
@@ -12,10 +12,10 @@ from rich.table import Table
 
 from engine.settings import get_settings
 from engine.telemetry import configure_logging
-from evals import service
-from evals.report import write_report
-from evals.results import RunResult
 from ui.cli.console import emit_json, err, out
+
+if TYPE_CHECKING:
+    from evals.results import RunResult
 
 app = typer.Typer(
     help="Measure the agent on a scenario set (real agent, real MCP server, paper broker, bundled data).",
@@ -65,6 +65,9 @@ def run(
     report: Annotated[Path | None, typer.Option(help="Write an HTML report here.")] = None,
 ) -> None:
     """Run the scenario set and print per-category scores, pass^k, latency, warm-up and tokens."""
+    from evals import service
+    from evals.report import write_report  # the harness imports the agent: only when used
+
     if ctx.invoked_subcommand is not None:
         return
     _quiet()
@@ -99,6 +102,8 @@ def compare(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """What got better or worse per scenario from RUN_A to RUN_B."""
+    from evals import service
+
     _quiet()
     result = service.compare_runs(get_settings(), run_a, run_b)
     if as_json:
@@ -121,6 +126,9 @@ def rescore(
     report: Annotated[Path | None, typer.Option(help="Write an HTML report here.")] = None,
 ) -> None:
     """Score a stored run's transcripts again with today's matchers (no model is run); stored as a new run."""
+    from evals import service
+    from evals.report import write_report
+
     _quiet()
     result = service.rescore_run(get_settings(), run_id)
     if report is not None:
@@ -134,6 +142,8 @@ def list_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The stored eval runs, newest first."""
+    from evals import service
+
     _quiet()
     rows = service.list_eval_runs(get_settings(), limit)
     if as_json:
