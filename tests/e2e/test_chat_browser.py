@@ -278,9 +278,10 @@ def test_a_backtest_answer_comes_with_its_equity_chart(chat_stack: ChatStack, ch
     ask(page, "Backtest sma_cross on BTC/USD")
     done = page.locator(ASSISTANT).filter(has_text="total return")
     expect(done).to_be_visible(timeout=60_000)
-    expect(page.locator("#step-run_backtest")).to_be_visible()
+    expect(page.locator("#step-run_backtest")).to_be_visible(timeout=30_000)
     chart = done.locator(".js-plotly-plot").first
-    expect(chart).to_contain_text("Equity: sma_cross · BTC/USD")
+    expect(chart).to_contain_text("Equity: sma_cross · BTC/USD", timeout=30_000)  # attached after the text
+    expect(done).to_contain_text(re.compile(r"Backtest \S+ done"), timeout=30_000)  # the message may still stream
     run_id = re.search(r"Backtest (\S+) done", done.inner_text())
     assert run_id is not None
     expect(chart).to_contain_text(f"run {run_id.group(1)}")  # the caption quotes the run's metrics and id
@@ -292,7 +293,7 @@ def test_a_backtest_answer_comes_with_its_equity_chart(chat_stack: ChatStack, ch
     expect(page.locator(ASSISTANT).filter(has_text="Answering:")).to_be_visible()
     page.goto(thread_url)
     again = page.locator(ASSISTANT).filter(has_text="total return")
-    expect(again.locator(".js-plotly-plot").first).to_contain_text("Equity: sma_cross · BTC/USD")
+    expect(again.locator(".js-plotly-plot").first).to_contain_text("Equity: sma_cross · BTC/USD", timeout=30_000)
 
 
 def test_an_order_is_followed_from_the_proposal_to_the_fill(
