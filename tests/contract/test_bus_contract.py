@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import TypeVar
 
 import pytest
@@ -13,6 +12,7 @@ from engine.bus import Bus, InProcessBus
 from engine.bus.consumer import process_once
 from engine.bus.protocol import Message
 from engine.bus.redis_streams import RedisStreamsBus
+from tests.support.polling import eventually
 
 T = TypeVar("T")
 RETAINED = 50  # the retention of the topics the retention tests use (every other topic keeps the default)
@@ -31,18 +31,6 @@ async def bus(request: pytest.FixtureRequest, redis_url: str, unique: str) -> As
     assert isinstance(impl, Bus)
     yield impl
     await impl.close()
-
-
-async def eventually(what: str, attempt: Callable[[], Awaitable[T]], timeout: float = 10.0) -> T:
-    """Retry ``attempt`` until it returns something truthy (real elapsed state, not a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await attempt()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 async def test_publish_and_read_in_order(bus: Bus) -> None:

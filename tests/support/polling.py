@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import subprocess
 import time
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
 
 def wait_for(
     what: str,
-    condition: Callable[[], T],
+    condition: Callable[[], T | None],
     *,
     timeout: float = 60.0,
     interval: float = 0.1,
@@ -31,3 +33,25 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+@overload
+async def eventually(
+    what: str, condition: Callable[[], Awaitable[T | None]], *, timeout: float = ..., interval: float = ...
+) -> T: ...
+@overload
+async def eventually(
+    what: str, condition: Callable[[], T | None], *, timeout: float = ..., interval: float = ...
+) -> T: ...
+async def eventually(what: str, condition: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.05) -> Any:
+    """``wait_for`` for async tests: ``condition`` (plain or async) is read again until truthy; the loop yields to
+    the event loop between reads, so the work being waited for runs meanwhile."""
+    deadline = time.monotonic() + timeout
+    while True:
+        read = condition()
+        value = await read if inspect.isawaitable(read) else read
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)

@@ -5,7 +5,6 @@ worker and paper venue in this process (the real-process kills are in test_worke
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -17,24 +16,22 @@ import redis.asyncio as aioredis
 
 from approvals import service as approvals
 from approvals.service import Requester
-from approvals.users import Role, User
 from engine.bus import Bus, InProcessBus
 from engine.bus.redis_streams import RedisStreamsBus
 from engine.execution.broker import ApprovedOrder, VenueOrder, client_order_id_for
-from engine.execution.models import OrderIntent
-from engine.execution.paper import ManualPriceFeed, PaperBroker, PaperBrokerConfig, PriceBar
+from engine.execution.paper import PaperBroker
 from engine.execution.router import Router
 from engine.execution.worker import ExecutionWorker, build_order_manager
 from engine.runtime import Runtime
 from engine.settings import Settings
 from engine.store.database import Database
 from engine.telemetry import get_logger
+from tests.support.orders import approve_market_buy, paper_venue
+from tests.support.polling import eventually
 from tests.support.tcp_proxy import TcpProxy
 
 log = get_logger(__name__)
-APPROVER = User(id=-1, username="ann-approver", role=Role.APPROVER)
 TRADER = Requester(user="tom-trader", kind="mcp", session="chaos")
-PRICE = Decimal(8700)
 N = 2  # five faults x N orders stay under the default policy's 10 orders a minute
 TABLE: list[tuple[str, int, int, int, int, int, int]] = []
 
@@ -50,36 +47,35 @@ class CountingPaper(PaperBroker):
 
 
 def _venue() -> CountingPaper:
-    feed = ManualPriceFeed()
-    feed.push("BTC/USD", PriceBar(int(time.time() * 1000), PRICE, PRICE, PRICE, PRICE, Decimal(1000)))
-    broker = CountingPaper(PaperBrokerConfig(name="paper", initial_balances={"USD": Decimal(10_000_000)}), feed)
+    broker = paper_venue(CountingPaper, cash=Decimal(10_000_000))
+    assert isinstance(broker, CountingPaper)
     broker.sent = Counter()
     return broker
 
 
-async def _approve(runtime: Runtime) -> str:
-    intent = OrderIntent(account="paper", symbol="BTC/USD", side="buy", type="market", quantity=Decimal("0.01"))
-    request = await approvals.propose_order(runtime.db, runtime.bus, runtime.settings, intent, TRADER, "chaos")
-    assert request.status == "pending", request.decision_reason
-    await approvals.decide(runtime.db, runtime.bus, runtime.settings, request.id, APPROVER, approve=True,
-                           auth="password")  # fmt: skip
-    return request.id
-
-
 async def _settle(db: Database, ids: list[str], timeout: float = 60) -> dict[str, str]:
-    deadline = time.monotonic() + timeout
-    while True:
-        states: dict[str, str] = {i: approvals.get_request(db, i).status for i in ids}
-        if all(s in ("executed", "expired", "failed") for s in states.values()) or time.monotonic() > deadline:
-            return states
-        await asyncio.sleep(0.1)
+    def states() -> dict[str, str]:
+        return {i: approvals.get_request(db, i).status for i in ids}
+
+    def settled() -> dict[str, str] | None:
+        now = states()
+        return now if all(s in ("executed", "expired", "failed") for s in now.values()) else None
+
+    try:
+        return await eventually("every approval to settle", settled, timeout=timeout, interval=0.1)
+    except AssertionError:
+        return states()  # the table reports what is stuck
 
 
 Fault = Callable[[Runtime, Settings, Database, str], Awaitable[tuple[list[str], set[str], Bus]]]
 
 
 async def _lost_bus(api: Runtime, settings: Settings, db: Database, redis_url: str) -> tuple[list[str], set[str], Bus]:
-    return [await _approve(api) for _ in range(N)], set(), InProcessBus()  # the worker's bus is a fresh one
+    return (
+        [await approve_market_buy(api, TRADER) for _ in range(N)],
+        set(),
+        InProcessBus(),
+    )  # the worker's bus is a fresh one
 
 
 async def _redis_down(
@@ -88,7 +84,7 @@ async def _redis_down(
     target = urlsplit(redis_url)
     proxy = TcpProxy(host=target.hostname or "127.0.0.1", port=target.port or 6379)  # not listening: Redis away
     down = Runtime(settings=settings, db=db, bus=RedisStreamsBus(f"redis://127.0.0.1:{proxy.port}/0", prefix="chaos:"))
-    ids = [await _approve(down) for _ in range(N)]
+    ids = [await approve_market_buy(down, TRADER) for _ in range(N)]
     await down.bus.close()
     proxy.close()
     return ids, set(), RedisStreamsBus(redis_url, prefix="chaos:")
@@ -98,7 +94,7 @@ async def _redis_emptied(
     api: Runtime, settings: Settings, db: Database, redis_url: str
 ) -> tuple[list[str], set[str], Bus]:
     bus = RedisStreamsBus(redis_url, prefix="chaos-empty:")
-    ids = [await _approve(Runtime(settings=settings, db=db, bus=bus)) for _ in range(N)]
+    ids = [await approve_market_buy(Runtime(settings=settings, db=db, bus=bus), TRADER) for _ in range(N)]
     raw = aioredis.Redis.from_url(redis_url)
     keys = [k async for k in raw.scan_iter(match="chaos-empty:*")]
     if keys:
@@ -113,11 +109,11 @@ async def _poison(api: Runtime, settings: Settings, db: Database, redis_url: str
         await raw.xadd("chaos-poison:orders.approved", {"p": junk})
     await raw.aclose()
     bus = RedisStreamsBus(redis_url, prefix="chaos-poison:")
-    return [await _approve(Runtime(settings=settings, db=db, bus=bus)) for _ in range(N)], set(), bus
+    return [await approve_market_buy(Runtime(settings=settings, db=db, bus=bus), TRADER) for _ in range(N)], set(), bus
 
 
 async def _expired(api: Runtime, settings: Settings, db: Database, redis_url: str) -> tuple[list[str], set[str], Bus]:
-    ids = [await _approve(api) for _ in range(N)]
+    ids = [await approve_market_buy(api, TRADER) for _ in range(N)]
     ran_out = set(ids[: N // 2])  # their approval runs out while the worker is down
     with db.connection() as conn:
         for approval_id in ran_out:
@@ -139,8 +135,6 @@ FAULTS: dict[str, Fault] = {
 async def test_no_approval_is_lost_or_doubled(
     fault: str, settings: Settings, db: Database, sample_loaded: None, redis_url: str
 ) -> None:
-    with db.connection() as conn:
-        conn.execute("DELETE FROM system_state WHERE key IN ('kill_switch', 'breakers', 'ledger')")
     fast = settings.model_copy(update={"bus_block_ms": 50, "bus_reclaim_idle_ms": 200, "execution_sweep_s": 0.2})
     api = Runtime(settings=fast, db=db, bus=InProcessBus())
     ids, should_expire, bus = await FAULTS[fault](api, fast, db, redis_url)

@@ -9,7 +9,6 @@ Real PostgreSQL, real Redis (and a Redis address nobody answers on), the real wo
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -20,31 +19,27 @@ import redis.asyncio as aioredis
 
 from approvals import service as approvals
 from approvals.service import Requester
-from approvals.users import Role, User
 from engine.bus import InProcessBus
 from engine.bus.redis_streams import RedisStreamsBus
 from engine.bus.relay import relay_once
-from engine.execution.models import OrderIntent, OrderStatus
-from engine.execution.oms import OrderRecord, get_order
-from engine.execution.paper import ManualPriceFeed, PaperBroker, PaperBrokerConfig, PriceBar
-from engine.execution.router import Router
-from engine.execution.worker import ExecutionWorker, build_order_manager
+from engine.execution.models import OrderStatus
+from engine.execution.oms import get_order
+from engine.execution.worker import ExecutionWorker
 from engine.runtime import Runtime
 from engine.settings import Settings
 from engine.store import outbox
 from engine.store.database import Database
+from tests.support.orders import approve_market_buy, paper_worker, until_order_is
+from tests.support.polling import eventually
 from tests.support.tcp_proxy import TcpProxy
 from ui.chat.render import ApprovalState, status_text
 
-APPROVER = User(id=-1, username="ann-approver", role=Role.APPROVER)
 TRADER = Requester(user="tom-trader", kind="mcp", session="outbox")
-PRICE = Decimal(8700)
 
 
 @pytest.fixture
 def fast(settings: Settings, db: Database, sample_loaded: None) -> Settings:
     with db.connection() as conn:
-        conn.execute("DELETE FROM system_state WHERE key IN ('kill_switch', 'breakers', 'ledger')")
         conn.execute("UPDATE outbox SET sent_at = now() WHERE sent_at IS NULL")  # earlier tests' leftovers
     return settings.model_copy(update={"bus_block_ms": 50, "bus_reclaim_idle_ms": 200, "execution_sweep_s": 0.2})
 
@@ -62,42 +57,12 @@ async def redis_bus(redis_url: str, unique: str) -> AsyncIterator[RedisStreamsBu
     await bus.close()
 
 
-def _worker(runtime: Runtime, name: str = "outbox-worker") -> ExecutionWorker:
-    feed = ManualPriceFeed()
-    feed.push("BTC/USD", PriceBar(int(time.time() * 1000), PRICE, PRICE, PRICE, PRICE, Decimal(1000)))
-    broker = PaperBroker(PaperBrokerConfig(name="paper", initial_balances={"USD": Decimal(100_000)}), feed)
-    return ExecutionWorker(runtime, build_order_manager(runtime, Router({"paper": broker})), name=name)
-
-
-async def _approve(runtime: Runtime) -> str:
-    intent = OrderIntent(account="paper", symbol="BTC/USD", side="buy", type="market", quantity=Decimal("0.01"))
-    request = await approvals.propose_order(runtime.db, runtime.bus, runtime.settings, intent, TRADER, "outbox")
-    assert request.status == "pending", request.decision_reason
-    decided = await approvals.decide(runtime.db, runtime.bus, runtime.settings, request.id, APPROVER, approve=True,
-                                     auth="password")  # fmt: skip
-    assert decided.status == "approved"
-    return request.id
-
-
-async def _filled(runtime: Runtime, approval_id: str, timeout: float = 30) -> OrderRecord:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with runtime.db.connection() as conn:
-            record = get_order(conn, approval_id=approval_id)
-        if record is not None and record.status is OrderStatus.FILLED:
-            return record
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the approved order {approval_id} was not executed within {timeout}s")
-
-
 async def _relayed(db: Database, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def drained() -> bool:
         with db.connection() as conn:
-            if outbox.unsent_count(conn) == 0:
-                return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the outbox was not relayed within {timeout}s")
+            return outbox.unsent_count(conn) == 0
+
+    await eventually("the outbox to be relayed", drained, timeout=timeout)
 
 
 async def _run(worker: ExecutionWorker) -> tuple[asyncio.Event, asyncio.Task[None]]:
@@ -114,14 +79,14 @@ async def test_redis_down_at_approval_the_approve_succeeds_and_the_order_execute
     behind = RedisStreamsBus(f"redis://127.0.0.1:{proxy.port}/0", prefix=prefix)
     api = Runtime(settings=fast, db=db, bus=behind)
     try:  # Redis away at the moment of proposal and approval
-        approval_id = await _approve(api)  # answers success: the outbox holds the execution request
+        approval_id = await approve_market_buy(api, TRADER)  # answers success: the outbox holds the execution request
         with db.connection() as conn:
             assert outbox.unsent_count(conn) >= 2  # the events and the execution request, waiting
         proxy.restore()
-        worker = _worker(Runtime(settings=fast, db=db, bus=behind))
+        worker = paper_worker(Runtime(settings=fast, db=db, bus=behind), "outbox-worker")
         stop, task = await _run(worker)
         try:
-            record = await _filled(api, approval_id)
+            record = await until_order_is(api, approval_id, OrderStatus.FILLED)
             await _relayed(db)  # and the outbox goes out once Redis is back
         finally:
             stop.set()
@@ -135,11 +100,13 @@ async def test_redis_down_at_approval_the_approve_succeeds_and_the_order_execute
 
 async def test_an_in_process_bus_lost_in_a_crash_loses_no_approved_order(fast: Settings, db: Database) -> None:
     before_crash = Runtime(settings=fast, db=db, bus=InProcessBus())
-    approval_id = await _approve(before_crash)  # published on a bus that dies with the process
+    approval_id = await approve_market_buy(before_crash, TRADER)  # published on a bus that dies with the process
     after_restart = Runtime(settings=fast, db=db, bus=InProcessBus())  # empty: the message is gone
-    stop, task = await _run(_worker(after_restart))
+    stop, task = await _run(paper_worker(after_restart, "outbox-worker"))
     try:
-        record = await _filled(after_restart, approval_id)  # the sweep found it in PostgreSQL
+        record = await until_order_is(
+            after_restart, approval_id, OrderStatus.FILLED
+        )  # the sweep found it in PostgreSQL
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
@@ -150,13 +117,13 @@ async def test_an_emptied_redis_loses_no_approved_order(
     fast: Settings, db: Database, redis_bus: RedisStreamsBus, redis_url: str, unique: str
 ) -> None:
     runtime = Runtime(settings=fast, db=db, bus=redis_bus)
-    approval_id = await _approve(runtime)
+    approval_id = await approve_market_buy(runtime, TRADER)
     raw = aioredis.Redis.from_url(redis_url, decode_responses=True)
     await raw.delete(f"outbox-{unique}:orders.approved")  # Redis restarted without persistence
     await raw.aclose()
-    stop, task = await _run(_worker(runtime))
+    stop, task = await _run(paper_worker(runtime, "outbox-worker"))
     try:
-        await _filled(runtime, approval_id)
+        await until_order_is(runtime, approval_id, OrderStatus.FILLED)
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
@@ -166,13 +133,13 @@ async def test_an_approval_that_runs_out_before_execution_ends_expired_with_the_
     fast: Settings, db: Database
 ) -> None:
     runtime = Runtime(settings=fast, db=db, bus=InProcessBus())
-    approval_id = await _approve(runtime)  # the worker is down now
+    approval_id = await approve_market_buy(runtime, TRADER)  # the worker is down now
     with db.connection() as conn:
         conn.execute(
             "UPDATE approval_requests SET expires_at = %s WHERE id = %s",
             (datetime.now(UTC) - timedelta(seconds=1), approval_id),
         )
-    worker = _worker(Runtime(settings=fast, db=db, bus=InProcessBus()))
+    worker = paper_worker(Runtime(settings=fast, db=db, bus=InProcessBus()), "outbox-worker")
     await worker.startup()
     assert approval_id in await worker.sweep()
     request = approvals.get_request(db, approval_id)

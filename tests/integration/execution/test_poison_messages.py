@@ -9,30 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
 import redis.asyncio as aioredis
 
-from approvals import service as approvals
 from approvals.service import Requester
-from approvals.users import Role, User
 from engine.bus.consumer import DEAD_LETTERS
 from engine.bus.redis_streams import RedisStreamsBus
-from engine.execution.models import OrderIntent, OrderStatus
-from engine.execution.oms import OrderRecord, get_order
-from engine.execution.paper import ManualPriceFeed, PaperBroker, PaperBrokerConfig, PriceBar
-from engine.execution.router import Router
-from engine.execution.worker import APPROVED_TOPIC, ExecutionWorker, build_order_manager
+from engine.execution.models import OrderStatus
+from engine.execution.worker import APPROVED_TOPIC
 from engine.runtime import Runtime
 from engine.settings import Settings
 from engine.store.database import Database
+from tests.support.orders import approve_market_buy, paper_worker, until_order_is
 
-APPROVER = User(id=-1, username="ann-approver", role=Role.APPROVER)
 TRADER = Requester(user="tom-trader", kind="mcp", session="poison")
-PRICE = Decimal(8700)
 
 POISON = {  # the entries of the finding, as raw stream fields
     "null payload": {"p": "null"},
@@ -51,8 +44,6 @@ POISON = {  # the entries of the finding, as raw stream fields
 async def line(
     settings: Settings, db: Database, sample_loaded: None, redis_url: str, unique: str
 ) -> AsyncIterator[tuple[Runtime, RedisStreamsBus, aioredis.Redis, str]]:
-    with db.connection() as conn:
-        conn.execute("DELETE FROM system_state WHERE key IN ('kill_switch', 'breakers', 'ledger')")
     prefix = f"poison-{unique}:"
     bus = RedisStreamsBus(redis_url, prefix=prefix)
     raw = aioredis.Redis.from_url(redis_url, decode_responses=True)
@@ -66,33 +57,6 @@ async def line(
     await bus.close()
 
 
-def _worker(runtime: Runtime) -> ExecutionWorker:
-    feed = ManualPriceFeed()
-    feed.push("BTC/USD", PriceBar(int(time.time() * 1000), PRICE, PRICE, PRICE, PRICE, Decimal(1000)))
-    broker = PaperBroker(PaperBrokerConfig(name="paper", initial_balances={"USD": Decimal(100_000)}), feed)
-    return ExecutionWorker(runtime, build_order_manager(runtime, Router({"paper": broker})), name="poison-worker")
-
-
-async def _approve(runtime: Runtime) -> str:
-    intent = OrderIntent(account="paper", symbol="BTC/USD", side="buy", type="market", quantity=Decimal("0.01"))
-    request = await approvals.propose_order(runtime.db, runtime.bus, runtime.settings, intent, TRADER, "poison")
-    assert request.status == "pending", request.decision_reason
-    await approvals.decide(runtime.db, runtime.bus, runtime.settings, request.id, APPROVER, approve=True,
-                           auth="password")  # fmt: skip
-    return request.id
-
-
-async def _filled(runtime: Runtime, approval_id: str, timeout: float = 30) -> OrderRecord:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with runtime.db.connection() as conn:
-            record = get_order(conn, approval_id=approval_id)
-        if record is not None and record.status is OrderStatus.FILLED:
-            return record
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the approved order {approval_id} was not executed within {timeout}s")
-
-
 async def test_junk_on_the_stream_is_dead_lettered_and_the_next_approval_executes(
     line: tuple[Runtime, RedisStreamsBus, aioredis.Redis, str],
 ) -> None:
@@ -102,12 +66,12 @@ async def test_junk_on_the_stream_is_dead_lettered_and_the_next_approval_execute
     before = {why: DEAD_LETTERS.labels(topic=APPROVED_TOPIC, why=why)._value.get() for why in ("poison", "retries")}
     for fields in POISON.values():
         await raw.xadd(stream, fields)  # type: ignore[arg-type]
-    worker = _worker(runtime)
+    worker = paper_worker(runtime, "poison-worker")
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     try:
-        approval_id = await _approve(runtime)  # queued behind every piece of junk
-        record = await _filled(runtime, approval_id)
+        approval_id = await approve_market_buy(runtime, TRADER)  # queued behind every piece of junk
+        record = await until_order_is(runtime, approval_id, OrderStatus.FILLED)
         assert record.filled_quantity == Decimal("0.01")
     finally:
         stop.set()
@@ -127,15 +91,15 @@ async def test_a_consumer_group_lost_with_redis_is_made_again(
     line: tuple[Runtime, RedisStreamsBus, aioredis.Redis, str],
 ) -> None:
     runtime, _, raw, prefix = line
-    worker = _worker(runtime)
+    worker = paper_worker(runtime, "poison-worker")
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     try:
-        first = await _approve(runtime)
-        await _filled(runtime, first)
+        first = await approve_market_buy(runtime, TRADER)
+        await until_order_is(runtime, first, OrderStatus.FILLED)
         await raw.delete(prefix + APPROVED_TOPIC)  # what an empty Redis after a restart looks like to the worker
-        second = await _approve(runtime)
-        await _filled(runtime, second)
+        second = await approve_market_buy(runtime, TRADER)
+        await until_order_is(runtime, second, OrderStatus.FILLED)
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)

@@ -4,7 +4,6 @@ suite's real server, so no other test module notices."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from engine.runtime import Runtime
 from engine.settings import Settings
 from engine.store.database import Database, connect
 from tests.integration.inbox.helpers import ServerThread
+from tests.support.polling import wait_for
 from tests.support.tcp_proxy import TcpProxy
 from ui.api.app import create_app
 
@@ -41,12 +41,11 @@ def proxied(settings: Settings, db: Database) -> Iterator[tuple[TcpProxy, Databa
 
 
 def _until_ready(http: httpx.Client, timeout: float = 60) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    while True:
+    def ready() -> httpx.Response | None:
         answer = http.get("/readyz")
-        if answer.status_code == 200 or time.monotonic() > deadline:
-            return answer
-        time.sleep(0.2)
+        return answer if answer.status_code == 200 else None
+
+    return wait_for("readiness to return", ready, timeout=timeout, interval=0.2)
 
 
 def test_the_api_answers_503_while_the_database_is_away_and_recovers_by_itself(

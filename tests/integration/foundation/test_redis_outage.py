@@ -4,8 +4,6 @@ request until the bus is back. Redis sits behind a cut TCP proxy, so no other te
 
 from __future__ import annotations
 
-import asyncio
-import time
 from decimal import Decimal
 from urllib.parse import urlsplit
 
@@ -22,17 +20,17 @@ from engine.settings import Settings
 from engine.store import outbox
 from engine.store.database import Database
 from tests.integration.inbox.helpers import PASSWORD, ServerThread, session_csrf, sign_in
+from tests.support.polling import eventually
 from tests.support.tcp_proxy import TcpProxy
 from ui.api.app import create_app
 
 
 async def _until_ready(http: httpx.AsyncClient, timeout: float = 60) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    while True:
+    async def ready() -> httpx.Response | None:
         answer = await http.get("/readyz")
-        if answer.status_code == 200 or time.monotonic() > deadline:
-            return answer
-        await asyncio.sleep(0.2)
+        return answer if answer.status_code == 200 else None
+
+    return await eventually("readiness to return", ready, timeout=timeout, interval=0.2)
 
 
 async def test_redis_away_the_api_never_answers_500_and_recovers_by_itself(
