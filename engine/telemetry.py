@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterable, MutableMapping
-from typing import Any
+import threading
+from collections.abc import Iterable, MutableMapping, Sequence
+from typing import Any, TypeVar
 
 import structlog
-from prometheus_client import CollectorRegistry, Info, PlatformCollector, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, PlatformCollector, ProcessCollector
 from pydantic import SecretStr
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -17,6 +18,22 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=REGISTRY)
 PlatformCollector(registry=REGISTRY)
 BUILD_INFO = Info("iqts_build", "IQTS version and trading mode", registry=REGISTRY)
+
+_M = TypeVar("_M", Counter, Gauge, Histogram)
+_register_lock = threading.Lock()
+
+
+def metric(kind: type[_M], name: str, documentation: str, labels: Sequence[str] = (), **kwargs: Any) -> _M:
+    """The collector registered under ``name`` in ``REGISTRY``, created on first use (a module imported twice
+    reuses it instead of failing on a duplicate name)."""
+    with _register_lock:
+        existing = REGISTRY._names_to_collectors.get(name)  # prometheus_client has no public lookup
+        if existing is not None:
+            if not isinstance(existing, kind):
+                raise TypeError(f"metric {name} is already registered as a {type(existing).__name__}")
+            return existing
+        return kind(name, documentation, labelnames=tuple(labels), registry=REGISTRY, **kwargs)
+
 
 REDACTED = "***"
 _SECRET_KEY = re.compile(

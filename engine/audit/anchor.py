@@ -115,13 +115,20 @@ class AuditAnchor:
 
 
 def _last_seq(path: Path) -> int | None:
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """The newest checkpoint's seq, from the file's tail only (the file grows for the deployment's lifetime)."""
+    with path.open("rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, handle.tell() - _TAIL_BYTES))
+        lines = [line for line in handle.read().splitlines() if line.strip()]
     if not lines:
         return None
     try:
         return int(json.loads(lines[-1])["seq"])
     except (ValueError, KeyError, TypeError):
         return None  # a damaged last line: verify reports it; a new checkpoint still goes after it
+
+
+_TAIL_BYTES = 4096  # a checkpoint line is about 200 bytes
 
 
 def _database_name(settings: Settings) -> str:

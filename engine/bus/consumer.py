@@ -9,17 +9,17 @@ from collections.abc import Awaitable, Callable
 from prometheus_client import Counter
 
 from engine.bus.protocol import Bus, Message
-from engine.telemetry import REGISTRY, get_logger
+from engine.telemetry import get_logger, metric
 
 log = get_logger(__name__)
 
 Handler = Callable[[Message], Awaitable[None]]
 
-DEAD_LETTERS = Counter(
+DEAD_LETTERS = metric(
+    Counter,
     "iqts_bus_dead_letters_total",
     "Messages moved to a dead-letter topic, by topic and why (poison: unusable at once; retries: failed too often).",
     ("topic", "why"),
-    registry=REGISTRY,
 )
 
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Final, Literal
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from engine.telemetry import REGISTRY
+from engine.telemetry import metric
 
 if TYPE_CHECKING:
     from engine.execution.broker import VenueOrder
@@ -31,35 +31,20 @@ RiskStage = Literal["proposal", "submission"]
 RISK_STAGES: Final = ("proposal", "submission")
 BPS: Final = Decimal(10_000)
 
-_M = TypeVar("_M", Counter, Gauge, Histogram)
-_register_lock = threading.Lock()
-
-
-def _metric(kind: type[_M], name: str, documentation: str, labels: Sequence[str] = (), **kwargs: Any) -> _M:
-    """The collector registered under ``name``, created on first use."""
-    with _register_lock:
-        existing = REGISTRY._names_to_collectors.get(name)  # prometheus_client has no public lookup
-        if existing is not None:
-            if not isinstance(existing, kind):
-                raise TypeError(f"metric {name} is already registered as a {type(existing).__name__}")
-            return existing
-        return kind(name, documentation, labelnames=tuple(labels), registry=REGISTRY, **kwargs)
-
-
-SUBMIT_TO_ACK: Final = _metric(
+SUBMIT_TO_ACK: Final = metric(
     Histogram,
     "iqts_order_submit_to_ack_seconds",
     "Time from sending an order to the venue acknowledging it.",
     ("venue",),
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
-ORDERS: Final = _metric(
+ORDERS: Final = metric(
     Counter, "iqts_orders_total", "Orders that reached a final outcome, by venue and outcome.", ("venue", "outcome")
 )
-ORDER_REJECTS: Final = _metric(
+ORDER_REJECTS: Final = metric(
     Counter, "iqts_order_rejects_total", "Orders the venue rejected, by kind of reason.", ("venue", "reason_kind")
 )
-FILL_SLIPPAGE: Final = _metric(
+FILL_SLIPPAGE: Final = metric(
     Histogram,
     "iqts_fill_slippage_bps",
     "Fill price against the reference price in basis points; positive is worse for us.",
@@ -67,18 +52,18 @@ FILL_SLIPPAGE: Final = _metric(
     ("venue", "side"),
     buckets=(-100.0, -50.0, -20.0, -10.0, -5.0, -2.0, -1.0, 0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 250.0),
 )
-FILL_RATE: Final = _metric(
+FILL_RATE: Final = metric(
     Gauge, "iqts_fill_rate", "Filled quantity over ordered quantity since the process started.", ("venue",)
 )
-RISK_RULE_FAILURES: Final = _metric(
+RISK_RULE_FAILURES: Final = metric(
     Counter, "iqts_risk_rule_failures_total", "Risk rules that failed a check, by rule.", ("rule",)
 )
-RISK_CHECKS: Final = _metric(
+RISK_CHECKS: Final = metric(
     Counter, "iqts_risk_checks_total", "Pre-trade risk checks, by stage and outcome.", ("stage", "outcome")
 )
-KILL_SWITCH: Final = _metric(Gauge, "iqts_kill_switch_engaged", "1 while the kill switch is engaged.")
-PNL: Final = _metric(Gauge, "iqts_pnl", "Account PnL in its valuation currency.", ("account", "kind"))
-EQUITY: Final = _metric(Gauge, "iqts_equity", "Account equity in its valuation currency.", ("account",))
+KILL_SWITCH: Final = metric(Gauge, "iqts_kill_switch_engaged", "1 while the kill switch is engaged.")
+PNL: Final = metric(Gauge, "iqts_pnl", "Account PnL in its valuation currency.", ("account", "kind"))
+EQUITY: Final = metric(Gauge, "iqts_equity", "Account equity in its valuation currency.", ("account",))
 
 
 # ---- recording helpers ----------------------------------------------------------------------------------------
