@@ -704,6 +704,63 @@ def indicators(db: Database, request: IndicatorsRequest) -> IndicatorsOut:
     )
 
 
+def evidence_figures(db: Database, kind: str, ref: str) -> dict[str, str] | None:
+    """Key figures of a backtest run or study cited as evidence, as ``{label: text}`` (None for other kinds or
+    when ``ref`` names nothing stored). The inbox shows them under the evidence link."""
+    if kind not in ("backtest", "study"):
+        return None
+    import math
+
+    from engine.errors import NotFoundError
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None or not math.isfinite(value) else f"{value:+.2%}"
+
+    def num(value: float | None) -> str:
+        return "-" if value is None or not math.isfinite(value) else f"{value:.2f}"
+
+    try:
+        if kind == "backtest":
+            from engine.research.runs import get_run
+
+            run = get_run(db, ref)
+            m = run.metrics
+            return {
+                "strategy": f"{run.strategy} ({', '.join(f'{k}={v}' for k, v in run.params.items()) or 'defaults'})",
+                "data": f"{run.symbol} {run.timeframe} {run.start:%Y-%m-%d} .. {run.end:%Y-%m-%d}",
+                "total return": pct(m.total_return),
+                "buy and hold": pct(m.benchmark_return),
+                "Sharpe": num(m.sharpe),
+                "max drawdown": f"{m.max_drawdown:.2%}",
+                "trades": str(m.n_trades),
+                "win rate": "-" if not math.isfinite(m.win_rate) else f"{m.win_rate:.0%}",
+            }
+        from engine.research.studies import get_study
+
+        study = get_study(db, ref)
+        summary = {
+            "strategy": f"{study.strategy} on {study.symbol} {study.timeframe}",
+            "objective": ", ".join(str(o) for o in study.objectives),
+            "status": f"{study.status}, {study.n_trials} trials",
+            "best": ", ".join(f"{k}={v}" for k, v in (study.best_params or {}).items()) or "-",
+            "best value": num(study.best_value),
+        }
+        guards = (study.report or {}).get("overfitting") or {}
+        if guards.get("dsr") is not None:
+            summary["deflated Sharpe"] = num(guards["dsr"])
+        wf = study.walk_forward or {}
+        pbo = guards.get("pbo") if guards.get("pbo") is not None else wf.get("mean_pbo")
+        if pbo is not None:
+            summary["probability of backtest overfitting"] = f"{pbo:.0%}"
+        if wf.get("mean_oos_sharpe") is not None or wf.get("mean_is_sharpe") is not None:
+            summary["walk-forward Sharpe IS / OOS"] = (
+                f"{num(wf.get('mean_is_sharpe'))} / {num(wf.get('mean_oos_sharpe'))}"
+            )
+        return summary
+    except NotFoundError:
+        return None
+
+
 def run_worker(
     db: Database,
     study: str,
