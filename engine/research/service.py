@@ -21,11 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.backtest.config import BacktestConfig
 from engine.backtest.metrics import Metrics
-from engine.errors import ValidationFailedError
+from engine.errors import NotFoundError, ValidationFailedError
 from engine.research.guards import OverfittingReport
 from engine.research.optimize import Progress, StudyResult, TrialCounts, TrialRow
-from engine.research.runs import JournalWriter, RunRecord, TradeRow
-from engine.research.studies import StorageKind, StudyRecord, StudySpec
+from engine.research.runs import JournalWriter, RunRecord, TradeRow, get_run
+from engine.research.studies import StorageKind, StudyRecord, StudySpec, get_study
 from engine.store.database import Database
 
 MAX_TRIALS = 2000
@@ -709,9 +709,6 @@ def evidence_figures(db: Database, kind: str, ref: str) -> dict[str, str] | None
     when ``ref`` names nothing stored). The inbox shows them under the evidence link."""
     if kind not in ("backtest", "study"):
         return None
-    import math
-
-    from engine.errors import NotFoundError
 
     def pct(value: float | None) -> str:
         return "-" if value is None or not math.isfinite(value) else f"{value:+.2%}"
@@ -721,8 +718,6 @@ def evidence_figures(db: Database, kind: str, ref: str) -> dict[str, str] | None
 
     try:
         if kind == "backtest":
-            from engine.research.runs import get_run
-
             run = get_run(db, ref)
             m = run.metrics
             return {
@@ -735,8 +730,6 @@ def evidence_figures(db: Database, kind: str, ref: str) -> dict[str, str] | None
                 "trades": str(m.n_trades),
                 "win rate": "-" if not math.isfinite(m.win_rate) else f"{m.win_rate:.0%}",
             }
-        from engine.research.studies import get_study
-
         study = get_study(db, ref)
         summary = {
             "strategy": f"{study.strategy} on {study.symbol} {study.timeframe}",
