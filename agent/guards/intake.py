@@ -21,20 +21,32 @@ from agent.guards.redaction import redact_secrets
 Decision = Literal["ok", "out_of_scope", "injection", "approval_request", "empty"]
 
 _DOMAIN = re.compile(
-    r"\b(price|prices|ticker|quote|btc|xbt|bitcoin|eth|ether|ethereum|ltc|litecoin|sol|solana|xrp|doge|ada|bnb|"
-    r"usd|usdt|usdc|crypto|coin|token\s*price|market|markets|buy|sell|long|short|close|order|orders|trade|trades|"
-    r"trading|position|positions|portfolio|balance|balances|equity|cash|pnl|p&l|profit|loss|drawdown|risk|var|"
-    r"exposure|leverage|kill\s*switch|breaker|approval|approvals|inbox|pending|fill|filled|backtest|backtests|"
-    r"back-test|strategy|strategies|optimi[sz]e|optimi[sz]ation|walk[-\s]?forward|sharpe|sortino|volatility|"
-    r"returns?|benchmark|sma|ema|rsi|macd|bollinger|momentum|mean[-\s]reversion|signal|signals|indicator|ohlcv|"
-    r"candle|candles|bars?|timeframe|1h|4h|1d|data|coverage|gaps?|history|historical|note|notes|research|report|"
-    r"journal|study|studies|run|runs|parameter|parameters|fees?|slippage|exchange|binance|kraken|coinbase|"
-    r"bitstamp|venue|account|accounts|liquidity|spread|volume|hedge|allocation|rebalance|alpha|beta|correlation)\b",
+    r"\b(prices?|pric(ed|ing)|ticker|quotes?|btc|xbt|bitcoin|eth|ether|ethereum|ltc|litecoin|sol|solana|xrp|doge|"
+    r"dogecoin|ada|cardano|bnb|avax|usd|usdt|usdc|eur|stablecoins?|crypto(currency|currencies)?|coins?|altcoins?|"
+    r"tokens?|sats|satoshis?|markets?|buy(ing|s)?|sell(ing|s)?|long|short|close|closing|orders?|trades?|trading|"
+    r"traded|cancel(s|led|ling|lation)?|positions?|portfolio|holdings?|hold(s|ing)?|(do|did) i own|i own|owned|"
+    r"wallet|assets?|"
+    r"invest(ed|ing|ment|ments)?|money|worth|valuation|balances?|equity|cash|funds?|pnl|p&l|profit(s|able)?|"
+    r"loss(es)?|gain(s|ed)?|earn(ed|ings)?|drawdowns?|risk(s|y)?|var|exposure|leverage(d)?|margin|"
+    r"kill\s*switch|breakers?|limits?|approvals?|inbox|pending|fills?|filled|execut(e|ed|ion)|backtest(s|ed|ing)?|"
+    r"back-test(s)?|strateg(y|ies)|optimi[sz](e|ed|ing|ation)|walk[-\s]?forward|out[-\s]of[-\s]sample|"
+    r"overfit(ting)?|sharpe|sortino|calmar|volatility|vol|returns?|performance|benchmark|"
+    r"buy[-\s]and[-\s]hold|sma|ema|rsi|macd|bollinger|atr|momentum|mean[-\s]reversion|breakout|crossover|"
+    r"signals?|indicators?|ohlcv?|candles?|candlesticks?|bars?|charts?|timeframes?|1m|5m|15m|1h|4h|1d|hourly|daily|"
+    r"weekly|data|dataset|series|coverage|gaps?|history|historical|notes?|research|report|journal|stud(y|ies)|"
+    r"runs?|trials?|parameters?|params?|fees?|commission|slippage|exchanges?|binance|kraken|coinbase|bitstamp|"
+    r"bybit|okx|venues?|accounts?|liquidity|spread|volume|hedg(e|ing)|allocation|rebalanc(e|ing)|alpha|beta|"
+    r"correlation|spot|futures|perps?|funding|stop[-\s]?loss|take[-\s]?profit|dip|rally|bull(ish)?|"
+    r"bear(ish)?|iqts|dry[-\s]?run|paper[-\s](trad(e|ing)|account|broker)|sandbox)\b",
     re.IGNORECASE,
 )
 _PAIR = re.compile(r"\b[A-Z]{2,10}/[A-Z]{2,10}\b")
+# the identifiers IQTS hands out (backtest runs, studies, approval requests) and order numbers ("order #17")
+_REFERENCE = re.compile(r"\b(bt|st|apr)_[0-9a-f]{6,}\b|#\d+\b", re.IGNORECASE)
+_TICKER = re.compile(r"\b(AVAX|DOT|MATIC|POL|LINK|TRX|TON|SHIB|ATOM|UNI|NEAR|APT|ARB|OP|SUI|PEPE|FIL|XLM|ETC|BCH)\b")
 _META = re.compile(
-    r"^\s*(hi|hello|hey|thanks|thank you|help|who are you|what can you do|what are you|which model|what model)\b",
+    r"^\s*(hi|hello|hey|thanks|thank you|help|who are you|what are you|which model|what model)\b|"
+    r"\bwhat (else )?can (you|i) (do|help|ask)|\bhow (do|can|should) i (use|start|begin)\b|\b(your|which) tools\b",
     re.IGNORECASE,
 )
 _INJECTION = re.compile(
@@ -94,7 +106,7 @@ def check_intake(text: str, known_secrets: Iterable[str] = (), *, follow_up: boo
         return IntakeVerdict(decision="injection", text=clean, redactions=found, reply=INJECTION_REPLY)
     if _APPROVE.search(stripped):
         return IntakeVerdict(decision="approval_request", text=clean, redactions=found, reply=APPROVAL_REPLY)
-    if _DOMAIN.search(stripped) or _PAIR.search(stripped) or _META.search(stripped) or follow_up:
+    if follow_up or any(p.search(stripped) for p in (_DOMAIN, _PAIR, _REFERENCE, _TICKER, _META)):
         return IntakeVerdict(decision="ok", text=clean, redactions=found)
     if found and len(stripped.split()) <= 12:  # "here is my key ..." : answer about the redaction, in scope
         return IntakeVerdict(decision="ok", text=clean, redactions=found)

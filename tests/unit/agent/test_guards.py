@@ -38,6 +38,35 @@ def test_intake_decisions(text: str, decision: str) -> None:
     assert check_intake(text).decision == decision
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "What do I own right now?",
+        "how much money did I make this week",
+        "pls cancel 17, I changed my mind",
+        "cancel order #12",
+        "How did bt_1a2b3c4d5e6f perform against buy and hold?",
+        "Put bt_0a1b2c3d4e5f6a7b and bt_1a1b2c3d4e5f6a7b side by side",
+        "what did st_9f8e7d6c5b4a find?",
+        "What can I ask you?",
+        "how is LINK doing today",
+        "explain the sortino ratio",
+        "show my holdings",
+        "is my wallet up or down?",
+    ],
+)
+def test_plain_trading_questions_without_the_usual_keywords_are_in_scope(text: str) -> None:
+    """Possession, cancels by number, IQTS's own identifiers, tickers and help questions are the copilot's job."""
+    assert check_intake(text).decision == "ok", text
+
+
+@pytest.mark.parametrize(
+    "text", ["Where do you live?", "tell me a joke", "tune my guitar", "Translate this into German: hello world"]
+)
+def test_everyday_questions_stay_out_of_scope(text: str) -> None:
+    assert check_intake(text).decision == "out_of_scope", text
+
+
 def test_follow_ups_are_not_held_to_topic_words_but_still_guarded() -> None:
     assert check_intake("and why is that?").decision == "out_of_scope"
     assert check_intake("and why is that?", follow_up=True).decision == "ok"
