@@ -5,6 +5,8 @@ SHELL := /bin/bash
 export IQTS_STATE_DIR ?= $(CURDIR)/.iqts
 export IQTS_TEST_REDIS_PORT ?= 6390
 export IQTS_TEST_REDIS_URL ?= redis://127.0.0.1:$(IQTS_TEST_REDIS_PORT)/0
+# the repo's own modules get their .pyc cached too (the site-packages are compiled by bootstrap's env step)
+unexport PYTHONDONTWRITEBYTECODE
 export COVERAGE_FILE ?= $(IQTS_STATE_DIR)/coverage/.coverage
 UV = $(shell command -v uv >/dev/null 2>&1 && echo uv || echo python3 -m uv)
 RUN = $(UV) run --frozen --all-extras
@@ -25,18 +27,19 @@ setup:
 	@scripts/bootstrap.sh env
 
 run: setup
+	@scripts/bootstrap.sh kernels
 	$(RUN) iqts up
 
 COVERAGE = @mkdir -p $(dir $(COVERAGE_FILE)) && rm -f $(COVERAGE_FILE)*
 
 test:
-	@scripts/bootstrap.sh env redis browser
+	@scripts/bootstrap.sh env redis browser kernels
 	$(COVERAGE)
 	$(PYTEST) -m "not slow" -q --cov --cov-report=
 	$(RUN) python scripts/coverage_by_package.py
 
 test-all:
-	@scripts/bootstrap.sh env redis browser model
+	@scripts/bootstrap.sh env redis browser model kernels
 	$(COVERAGE)
 	$(PYTEST) -q --cov --cov-report=
 	$(RUN) python scripts/coverage_by_package.py
@@ -46,7 +49,7 @@ eval:
 	$(RUN) iqts eval --report $(IQTS_STATE_DIR)/eval/report.html
 
 bench:
-	@scripts/bootstrap.sh env redis
+	@scripts/bootstrap.sh env redis kernels
 	$(RUN) iqts bench all
 
 lint: setup

@@ -19,8 +19,10 @@ from pathlib import Path
 _ENV = "NUMBA_CACHE_DIR"
 _STATE_ENV = "IQTS_STATE_DIR"
 _DEFAULT_STATE_DIR = ".iqts"
-_FINGERPRINT_FILE = "iqts-kernels.sha256"
 _ENGINE_DIR = Path(__file__).resolve().parent.parent
+# one stamp per checkout: two checkouts sharing a state dir keep their kernels apart (numba's subdirs are per
+# source folder) instead of wiping each other's on every start
+_FINGERPRINT_FILE = f"iqts-kernels-{hashlib.sha1(str(_ENGINE_DIR).encode()).hexdigest()[:12]}.sha256"  # noqa: S324
 # packages whose modules hold cached numba kernels calling each other across files
 _KERNEL_PACKAGES = (_ENGINE_DIR / "strategies", _ENGINE_DIR / "backtest")
 

@@ -29,7 +29,7 @@ from engine.settings import Settings, load_settings
 from engine.store.database import Database, connect
 from engine.telemetry import configure_logging, get_logger
 from ui.chat.config import ChatSettings, api_url
-from ui.chat.copilot import ChatAgent, ModelFactory, load_model_factory
+from ui.chat.copilot import ChatAgent, ModelFactory, SessionClosedError, load_model_factory
 from ui.chat.history import ensure_schema, make_data_layer
 from ui.chat.render import ApprovalState, EquityChart, ToolView, approval_card, chart_figure
 from ui.chat.turns import follow_approval, play
@@ -39,6 +39,7 @@ log = get_logger(__name__)
 WARM_UP_TICK_S = 2.0
 AGENT_KEY = "iqts_agent"
 SINK_KEY = "iqts_sink"
+ENDED_KEY = "iqts_ends"  # how often the session ended: a start that sees it change closes what it opened
 
 
 @dataclass
@@ -247,7 +248,12 @@ async def _current_user() -> User | None:
     return None if user.disabled else user
 
 
+def _ends() -> int:
+    return int(cl.user_session.get(ENDED_KEY) or 0)
+
+
 async def _open_session(*, resumed: bool = False) -> tuple[ChatAgent, ChainlitSink] | None:
+    ends = _ends()
     user = await _current_user()
     if user is None:
         await cl.ErrorMessage(content="Your account is unknown or disabled: sign out and ask an admin.").send()
@@ -265,8 +271,13 @@ async def _open_session(*, resumed: bool = False) -> tuple[ChatAgent, ChainlitSi
     proc.agents.add(agent)
     cl.user_session.set(AGENT_KEY, agent)
     cl.user_session.set(SINK_KEY, sink)
+    if _ends() != ends:  # the page went away while the user was read: open nothing
+        await _end(agent)
+        return None
     try:
         copilot = await agent.copilot()
+    except SessionClosedError:
+        return None
     except Exception as error:
         log.error("chat.copilot_unavailable", error=str(error)[:300])
         url = api_url(proc.settings, proc.chat)
@@ -398,11 +409,17 @@ async def on_message(message: cl.Message) -> None:
 
 @cl.on_chat_end  # type: ignore[misc]
 async def chat_end() -> None:
+    cl.user_session.set(ENDED_KEY, _ends() + 1)
     session = _session_agent()
     if session is None:
         return
     agent, _ = session
     cl.user_session.set(AGENT_KEY, None)
+    await _end(agent)
+
+
+async def _end(agent: ChatAgent) -> None:
+    """Close a session's copilot and revoke its token (waiting for an open in flight)."""
     for proc in _opened:
         proc.agents.discard(agent)
     await agent.close()

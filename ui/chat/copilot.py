@@ -99,6 +99,10 @@ class CopilotLease:
                 await self._task
 
 
+class SessionClosedError(RuntimeError):
+    """The chat session ended: its copilot is not opened again (its token is revoked)."""
+
+
 class ChatAgent:
     """The copilot of one chat session, opened on first use, with the session's MCP token."""
 
@@ -126,6 +130,7 @@ class ChatAgent:
         self._lease: CopilotLease | None = None
         self._token: str | None = None
         self._opening = asyncio.Lock()
+        self._closed = False
 
     @property
     def actor(self) -> str:
@@ -144,6 +149,8 @@ class ChatAgent:
     async def copilot(self) -> Copilot:
         """The session's Copilot (connecting on first use, or again after a dropped connection)."""
         async with self._opening:
+            if self._closed:
+                raise SessionClosedError("this chat session has ended")
             if self._lease is not None and self._lease.alive:
                 return await self._lease.copilot()
             if self._token is None:
@@ -188,9 +195,13 @@ class ChatAgent:
             task.cancel()
         await asyncio.gather(*self.watches.values(), return_exceptions=True)
         self.watches.clear()
-        if self._lease is not None:
-            await self._lease.close()
-            self._lease = None
-        if self._token is not None:
+        self._closed = True
+        async with self._opening:  # an open in flight (a page closed while it connects) finishes first
+            lease, self._lease = self._lease, None
             token, self._token = self._token, None
-            await asyncio.to_thread(revoke_token, self.db, token, actor=self.actor)
+        try:
+            if lease is not None:
+                await lease.close()
+        finally:  # the token is revoked even when closing the connection fails
+            if token is not None:
+                await asyncio.to_thread(revoke_token, self.db, token, actor=self.actor)

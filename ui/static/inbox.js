@@ -38,6 +38,14 @@
     window.location.replace("/inbox/" + encodeURIComponent(id));
   }
 
+  function checkRequest(id) {
+    var shown = document.body.getAttribute("data-request-state");
+    fetch("/inbox/" + encodeURIComponent(id) + "/state", { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { if (r.ok) return r.json(); throw new Error(String(r.status)); })
+      .then(function (body) { if (body.state !== shown) onRequestChanged(id); })
+      .catch(function () { /* the next event or a reload will try again */ });
+  }
+
   function live() {
     if (!document.body.hasAttribute("data-live") || !window.EventSource) return;
     var indicator = document.getElementById("live");
@@ -53,7 +61,9 @@
     }
     source.onopen = function () {
       show(true);
-      if (list) refreshList(list);  // catch up on anything between the page load and the subscription
+      // catch up on anything between the page load and the subscription (an order can fill in between)
+      if (list) refreshList(list);
+      if (requestId) checkRequest(requestId);
     };
     source.onerror = function () {
       show(false);

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import pytest
+
 from agent.events import ApprovalPendingEvent, Event, FinalEvent, TokenEvent, ToolEndEvent, ToolStartEvent
 from agent.session import Copilot
 from approvals import service as approvals
@@ -241,6 +243,21 @@ async def test_each_session_has_a_token_of_its_own_revoked_when_it_ends(
         ).fetchall()
     assert [a for a, _ in actions].count("token.revoked") == 2
     assert {actor for _, actor in actions} == {"tests", f"chat:{trader}"}
+
+
+async def test_a_session_that_ends_while_its_copilot_opens_leaves_no_live_token(
+    chat_agent: AgentFactory, db: Database, trader: str
+) -> None:
+    from ui.chat.copilot import SessionClosedError
+
+    async with chat_agent() as agent:
+        opening = asyncio.create_task(agent.copilot())
+        await asyncio.sleep(0)  # the open has started (it holds the lock) when the page goes away
+        await agent.close()
+        assert opening.done()  # close waited for the open in flight, then closed what it opened
+        assert [revoked for name, revoked in _tokens(db, trader) if name == token_name(agent.session_id)] == [True]
+        with pytest.raises(SessionClosedError, match="ended"):
+            await agent.copilot()
 
 
 async def test_the_copilot_reports_an_unreachable_api(chat_agent: AgentFactory, db: Database) -> None:

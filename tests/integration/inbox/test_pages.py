@@ -133,9 +133,16 @@ async def test_an_executed_order_shows_its_result(
         runtime.db, runtime.bus, runtime.settings, intent, Requester(user=people.trader.username, kind="mcp")
     )
     await decide(runtime.db, runtime.bus, runtime.settings, request.id, people.approver, approve=True, auth="password")
-    record = await build_order_manager(runtime).submit_approved(intent, request.id)
     await sign_in(client, people.viewer.username)
+    # a page rendered before the fill knows it is stale when its live feed connects: its state differs
+    before = re.search(r'data-request-state="([^"]*)"', (await client.get(f"/inbox/{request.id}")).text)
+    assert before is not None and (await client.get(f"/inbox/{request.id}/state")).json() == {"state": "approved"}
+    record = await build_order_manager(runtime).submit_approved(intent, request.id)
     page = (await client.get(f"/inbox/{request.id}")).text
+    after = re.search(r'data-request-state="([^"]*)"', page)
+    assert after is not None and after.group(1) != before.group(1)
+    assert (await client.get(f"/inbox/{request.id}/state")).json() == {"state": after.group(1)}
+    assert after.group(1).split("|")[1:3] == [record.status.value, str(record.filled_quantity)]
     assert 'id="result"' in page and f"#{record.id}" in page
     assert f'<span class="status {record.status.value}">' in page
     api = (await client.get(f"/api/approvals/{request.id}")).json()
@@ -158,6 +165,8 @@ async def test_hostile_input_is_a_clear_4xx(client: httpx.AsyncClient, people: P
     for path, code in (
         ("/inbox/apr%00x", 404),
         ("/inbox/..%2F..%2Fetc", 404),
+        ("/inbox/apr%00x/state", 404),
+        ("/inbox/apr_0123456789abcdef/state", 404),
         ("/history?requester=%00", 400),
         ("/history?symbol=%27%3B--", 400),
         ("/api/approvals?requester=%00", 422),

@@ -6,7 +6,7 @@ import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Query, Request, status
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from approvals.service import decide
 from approvals.users import Role
@@ -23,6 +23,7 @@ from ui.api.inbox.views import (
     history_rows,
     http_status,
     load_detail,
+    load_state,
     pending_rows,
     valid_request_id,
 )
@@ -84,6 +85,18 @@ async def inbox_fragment(request: Request, principal: PagePrincipal) -> HTMLResp
     return HTMLResponse(render_fragment("_pending.html", {"rows": rows}), headers=PAGE_HEADERS)
 
 
+@router.get("/inbox/{request_id}/state")
+async def request_state(request: Request, request_id: str, principal: PagePrincipal) -> Response:
+    """The request's current page state (see ``views.page_state``), for an open page that reconnects."""
+    if not valid_request_id(request_id):
+        return JSONResponse({"detail": "no such approval request"}, status_code=404, headers=PAGE_HEADERS)
+    try:
+        state = await asyncio.to_thread(load_state, _runtime(request).db, request_id)
+    except IQTSError as error:
+        return JSONResponse({"detail": str(error)}, status_code=http_status(error), headers=PAGE_HEADERS)
+    return JSONResponse({"state": state}, headers=PAGE_HEADERS)
+
+
 @router.get("/inbox/{request_id}")
 async def request_page(request: Request, request_id: str, principal: PagePrincipal, decided: str = "") -> Response:
     if not valid_request_id(request_id):
@@ -103,6 +116,7 @@ async def request_page(request: Request, request_id: str, principal: PagePrincip
             "d": detail,
             "live": True,
             "request_id": detail.request.id,
+            "request_state": detail.state,
             "can_decide": principal.user.can(Role.APPROVER) and detail.status == "pending" and not four_eyes_block,
             "four_eyes_block": four_eyes_block and detail.status == "pending",
             "is_approver": principal.user.can(Role.APPROVER),

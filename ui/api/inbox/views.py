@@ -186,6 +186,10 @@ class Detail(BaseModel):
     chart_note: str | None
     evidence: list[EvidenceView]
 
+    @property
+    def state(self) -> str:
+        return page_state(self.status, self.order)
+
 
 def _parse_time(value: object) -> datetime | None:
     if not isinstance(value, str):
@@ -194,6 +198,24 @@ def _parse_time(value: object) -> datetime | None:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
+
+
+def page_state(status: str, order: OrderRecord | None) -> str:
+    """What a request page shows that can change after it is rendered: the request's status and its order's.
+    An open page compares it with :func:`load_state` when its live feed (re)connects, to catch what it missed."""
+    if order is None:
+        return status
+    return f"{status}|{order.status.value}|{order.filled_quantity}|{order.updated_at.isoformat()}"
+
+
+def load_state(db: Database, request_id: str) -> str:
+    """The :func:`page_state` of a request as stored now."""
+    request = get_request(db, request_id)
+    order: OrderRecord | None = None
+    if request.kind == "order":
+        with db.connection() as conn:
+            order = get_order(conn, approval_id=request.id)
+    return page_state(effective_status(request), order)
 
 
 def load_detail(db: Database, request_id: str) -> Detail:
