@@ -208,22 +208,22 @@ def page_state(status: str, order: OrderRecord | None) -> str:
     return f"{status}|{order.status.value}|{order.filled_quantity}|{order.updated_at.isoformat()}"
 
 
+def _request_and_order(db: Database, request_id: str) -> tuple[ApprovalRequest, OrderRecord | None]:
+    request = get_request(db, request_id)
+    if request.kind != "order":
+        return request, None
+    with db.connection() as conn:
+        return request, get_order(conn, approval_id=request.id)
+
+
 def load_state(db: Database, request_id: str) -> str:
     """The :func:`page_state` of a request as stored now."""
-    request = get_request(db, request_id)
-    order: OrderRecord | None = None
-    if request.kind == "order":
-        with db.connection() as conn:
-            order = get_order(conn, approval_id=request.id)
+    request, order = _request_and_order(db, request_id)
     return page_state(effective_status(request), order)
 
 
 def load_detail(db: Database, request_id: str) -> Detail:
-    request = get_request(db, request_id)
-    order: OrderRecord | None = None
-    if request.kind == "order":
-        with db.connection() as conn:
-            order = get_order(conn, approval_id=request.id)
+    request, order = _request_and_order(db, request_id)
     verdict = request.risk_verdict or {}
     rows = [VerdictRow.model_validate(r) for r in verdict.get("results", [])]
     chart_svg: Markup | None = None
