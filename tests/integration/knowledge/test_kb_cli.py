@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from engine.settings import Settings
@@ -19,7 +20,11 @@ IQTS = [
 
 
 def _iqts(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = os.environ | {"IQTS_STATE_DIR": str(settings.state_dir), "IQTS_DB_NAME": settings.db_name}
+    env = os.environ | {
+        "IQTS_STATE_DIR": str(settings.state_dir),
+        "IQTS_DB_NAME": settings.db_name,
+        "IQTS_KB_ALLOWED_ROOTS": json.dumps(["~", ".", tempfile.gettempdir()]),
+    }
     return subprocess.run([*IQTS, *args], env=env, capture_output=True, text=True, timeout=300, check=False)
 
 

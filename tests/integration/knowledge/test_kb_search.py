@@ -9,7 +9,7 @@ from engine.errors import ValidationFailedError
 from engine.store.database import Database
 from knowledge.models import IngestReport
 from knowledge.service import KnowledgeBase, list_documents, search_knowledge
-from knowledge.store import VECTOR_ARM_SQL
+from knowledge.store import _VECTOR_ARM as VECTOR_ARM_SQL
 from tests.integration.knowledge.conftest import SAMPLES
 
 
