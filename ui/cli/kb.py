@@ -103,20 +103,22 @@ def search_cmd(
 
 @app.command("list")
 def list_cmd(kind: KindsOpt = None, as_json: JsonOpt = False) -> None:
-    """Stored documents: kind, title, chunks, source, last update."""
+    """What is indexed and from where: kind, origin (file, note, journal, starter), title, chunks, source."""
     from knowledge.models import parse_kinds
-    from knowledge.service import list_documents
+    from knowledge.service import list_documents, seed_starter_documents
 
     with database() as db:
+        seed_starter_documents(db)  # the generated documents are listed current (cheap when unchanged)
         documents = list_documents(db, parse_kinds(kind))
     if as_json:
         emit_json(documents)
         return
-    table = Table("id", "kind", "title", "chunks", "source", "updated")
+    table = Table("id", "kind", "origin", "title", "chunks", "source", "updated")
     for doc in documents:
         table.add_row(
             str(doc.id),
             doc.kind,
+            doc.origin,
             escape(doc.title),
             str(doc.chunks),
             escape(doc.source),
