@@ -17,7 +17,7 @@ app = typer.Typer(help="Knowledge base: strategy notes, reports, risk policy, jo
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 KindsOpt = Annotated[
     list[str] | None,
-    typer.Option("--kind", help="note, strategy, report, risk_policy or journal (repeatable)."),
+    typer.Option("--kind", help="note, strategy, report, risk_policy, journal or glossary (repeatable)."),
 ]
 _SNIPPET_CHARS = 300
 
@@ -55,7 +55,7 @@ def add_cmd(
 def note_cmd(
     title: Annotated[str, typer.Argument()],
     text: Annotated[str, typer.Argument(help="the note (Markdown allowed)")],
-    kind: Annotated[str, typer.Option(help="note, strategy, report, risk_policy or journal")] = "note",
+    kind: Annotated[str, typer.Option(help="note, strategy, report, risk_policy, journal or glossary")] = "note",
     tag: Annotated[list[str] | None, typer.Option("--tag", help="a tag (repeatable)")] = None,
     source: Annotated[str | None, typer.Option(help="a URI naming the note; adding it again updates it")] = None,
     as_json: JsonOpt = False,

@@ -64,6 +64,9 @@ def test_errors_are_one_clear_line(settings: Settings, db: object, tmp_path: Pat
         (["kb", "remove", "note://missing/xyz"], "no document with source"),
         (["kb", "add", str(tmp_path / "image.png")], "unsupported file type"),
         (["kb", "search", "   "], "invalid SearchQuery"),
+        (["kb", "search", "x" * 3000], "at most 2000 characters"),
+        (["kb", "add", str(tmp_path / "missing.md")], "no such file or folder"),
+        (["kb", "add", "/etc/hostname"], "outside the folders the knowledge base may read"),
     ]
     for args, expected in cases:
         result = _iqts(settings, *args)

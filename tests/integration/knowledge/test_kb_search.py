@@ -84,6 +84,7 @@ def test_only_stop_words_still_searches_by_vector(kb: KnowledgeBase, samples: In
     ("kwargs", "message"),
     [
         ({"query": "   "}, "query"),
+        ({"query": "x" * 2001, "k": 1}, "at most 2000 characters"),
         ({"query": "x", "k": 0}, "k"),
         ({"query": "x", "k": 1000}, "k must be at most"),
         ({"query": "x", "kinds": ["memo"]}, "kinds"),
