@@ -38,7 +38,7 @@ class Hit(BaseModel):
     kind: DocumentKind
     section: str
     text: str
-    score: float = Field(description="fused reciprocal-rank score (hybrid) or cosine similarity (vector only)")
+    score: float = Field(description="fused score (hybrid, IQTS_KB_FUSION) or cosine similarity (vector only)")
     vector_score: float = Field(description="cosine similarity of the query and the chunk")
     fts_score: float = Field(description="full-text rank of the chunk, 0 when it does not match the query words")
     vector_rank: int | None = Field(None, description="1-based rank in the vector arm, if among its candidates")
