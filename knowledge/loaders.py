@@ -1,18 +1,26 @@
-"""Reading files into titled, chunked documents: Markdown, plain text and PDF (pypdf)."""
+"""Reading files into LlamaIndex ``Document``s: Markdown, plain text and PDF (pypdf), each a ``BaseReader``.
+
+A file becomes one ``Document`` whose id is its resolved path, with its title, kind and origin as metadata.
+Markdown keeps its headings (front matter removed); a PDF's pages become ``# page N`` sections, so the node parser
+cites them as sections. Every refusal is an ``IngestError`` naming the file: outside the allowed folders, too
+large, empty, binary, not UTF-8, an encrypted or unreadable PDF.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args
 
+import yaml
+from llama_index.core.readers.base import BaseReader
+from llama_index.core.schema import Document
+
 from engine.settings import KnowledgeSettings
-from knowledge.chunking import chunk_markdown, chunk_pages, chunk_plain, first_heading, split_front_matter
 from knowledge.errors import IngestError
-from knowledge.models import Chunk, DocumentKind
+from knowledge.models import DocumentKind
 
 MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
 PDF_SUFFIXES = frozenset({".pdf"})
@@ -21,21 +29,14 @@ PDF_SUFFIXES = frozenset({".pdf"})
 _KIND_HINTS: tuple[tuple[re.Pattern[str], DocumentKind], ...] = (
     (re.compile(r"risk|polic|limit", re.IGNORECASE), "risk_policy"),
     (re.compile(r"strateg|playbook", re.IGNORECASE), "strategy"),
+    (re.compile(r"glossar", re.IGNORECASE), "glossary"),
     (re.compile(r"report|research|analysis|study", re.IGNORECASE), "report"),
     (re.compile(r"journal", re.IGNORECASE), "journal"),
 )
-
-
-@dataclass(frozen=True)
-class ParsedDocument:
-    """A file read, hashed, titled, classified and chunked; not yet embedded."""
-
-    source: str
-    title: str
-    kind: DocumentKind
-    content_hash: str
-    chunks: list[Chunk]
-    metadata: dict[str, Any] = field(default_factory=dict)
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.DOTALL)
+_ATX = re.compile(r"^ {0,3}#\s+(.+?)(?:\s+#+)?\s*$")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_BINARY_SNIFF = 8192
 
 
 def content_hash(data: bytes) -> str:
@@ -45,6 +46,24 @@ def content_hash(data: bytes) -> str:
 def source_of(path: Path) -> str:
     """The stable identity of a file in the store: its absolute, resolved path."""
     return str(path.expanduser().resolve())
+
+
+def allowed_roots(config: KnowledgeSettings) -> list[Path]:
+    """The folders files may be added from (``IQTS_KB_ALLOWED_ROOTS``) and the bundled samples, resolved."""
+    samples = Path(__file__).resolve().parent / "samples"
+    return [*(Path(root).expanduser().resolve() for root in config.allowed_roots), samples]
+
+
+def check_allowed(path: Path, config: KnowledgeSettings) -> Path:
+    """The resolved path, if it lies inside an allowed folder (symbolic links are followed first)."""
+    resolved = path.expanduser().resolve()
+    roots = allowed_roots(config)
+    if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
+        where = ", ".join(str(r) for r in roots) or "none configured"
+        raise IngestError(
+            f"{resolved} is outside the folders the knowledge base may read ({where}; IQTS_KB_ALLOWED_ROOTS)"
+        )
+    return resolved
 
 
 def iter_files(root: Path, config: KnowledgeSettings) -> Iterator[Path]:
@@ -72,62 +91,58 @@ def infer_kind(path: Path, declared: object = None) -> DocumentKind:
     return "note"
 
 
-def _title_from_stem(path: Path) -> str:
+def title_from_stem(path: Path) -> str:
     return re.sub(r"[-_]+", " ", path.stem).strip() or path.name
 
 
+def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
+    """YAML front matter (``---`` ... ``---`` at the very top) as a dict, and the rest of the text."""
+    match = _FRONT_MATTER.match(text)
+    if not match:
+        return {}, text
+    try:
+        data = yaml.safe_load(match.group(1))
+    except yaml.YAMLError:
+        return {}, text
+    if not isinstance(data, dict):
+        return {}, text
+    return {str(k): v for k, v in data.items()}, text[match.end() :]
+
+
+def first_heading(text: str) -> str | None:
+    """The first level-1 ATX heading of a Markdown text outside code fences, if any."""
+    fence = False
+    for line in text.splitlines():
+        if _FENCE.match(line):
+            fence = not fence
+            continue
+        match = None if fence else _ATX.match(line)
+        if match:
+            return re.sub(r"\s+", " ", re.sub(r"[*_`]+", "", match.group(1))).strip() or None
+    return None
+
+
 def read_bytes(path: Path, config: KnowledgeSettings) -> bytes:
+    """The file's bytes, refused when too large or empty."""
     try:
         size = path.stat().st_size
         if size > config.max_file_bytes:
             raise IngestError(f"{path} is {size:,} bytes, over the {config.max_file_bytes:,}-byte limit")
-        return path.read_bytes()
+        data = path.read_bytes()
     except OSError as error:
         raise IngestError(f"cannot read {path}: {error.strerror or error}") from None
+    if not data.strip():
+        raise IngestError(f"{path} is empty: no text to index")
+    return data
 
 
-def _decode(data: bytes, path: Path) -> str:
+def decode_text(data: bytes, path: Path) -> str:
+    if b"\x00" in data[:_BINARY_SNIFF]:
+        raise IngestError(f"{path} is a binary file, not text (its name says {path.suffix or 'no suffix'})")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise IngestError(f"{path} is not UTF-8 text") from None
-
-
-def parse_file(path: Path, data: bytes, config: KnowledgeSettings, kind: DocumentKind | None = None) -> ParsedDocument:
-    """Title, kind, metadata and chunks of a file's bytes, by its suffix."""
-    suffix = path.suffix.lower()
-    max_tokens, overlap = config.chunk_max_tokens, config.chunk_overlap_tokens
-    metadata: dict[str, Any] = {"file_name": path.name, "bytes": len(data)}
-    if suffix in PDF_SUFFIXES:
-        pdf_title, pages = read_pdf(path, data)
-        chunks = chunk_pages(pages, max_tokens, overlap)
-        title = pdf_title or _title_from_stem(path)
-        metadata |= {"format": "pdf", "pages": len(pages)}
-        resolved_kind = kind or infer_kind(path)
-    else:
-        text = _decode(data, path)
-        if suffix in MARKDOWN_SUFFIXES:
-            front, body = split_front_matter(text)
-            chunks = chunk_markdown(body, max_tokens, overlap)
-            title = str(front.get("title") or first_heading(body) or _title_from_stem(path))
-            tags = front.get("tags")
-            if isinstance(tags, list):
-                metadata["tags"] = [str(tag) for tag in tags]
-            metadata["format"] = "markdown"
-            resolved_kind = kind or infer_kind(path, front.get("kind"))
-        else:
-            chunks = chunk_plain(text, max_tokens, overlap)
-            title = _title_from_stem(path)
-            metadata["format"] = "text"
-            resolved_kind = kind or infer_kind(path)
-    return ParsedDocument(
-        source=source_of(path),
-        title=title,
-        kind=resolved_kind,
-        content_hash=content_hash(data),
-        chunks=chunks,
-        metadata=metadata,
-    )
 
 
 _HYPHENATED = re.compile(r"(?<=[a-z])-\n(?=[a-z])")
@@ -161,14 +176,84 @@ def read_pdf(path: Path, data: bytes) -> tuple[str | None, list[str]]:
     from io import BytesIO
 
     from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
+    from pypdf.errors import DependencyError, PyPdfError
 
     try:
         reader = PdfReader(BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
-            raise IngestError(f"{path} is an encrypted PDF")
+            raise IngestError(f"{path} is an encrypted PDF (remove the password first)")
         pages = [reflow_pdf_text(page.extract_text() or "") for page in reader.pages]
         title = reader.metadata.title if reader.metadata is not None else None
-    except (PyPdfError, ValueError, KeyError, TypeError) as error:
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise IngestError(f"{path} is not a readable PDF: {error}") from None
+    except DependencyError as error:  # an AES-encrypted PDF without pypdf's crypto extra
+        raise IngestError(f"{path} is an encrypted PDF that cannot be opened here: {error}") from None
     return (str(title).strip() or None) if title else None, pages
+
+
+class _FileReader(BaseReader):
+    """Shared shape: one file -> one ``Document`` (id: the resolved path) with title, kind and origin."""
+
+    def __init__(self, config: KnowledgeSettings) -> None:
+        self.config = config
+
+    def load_data(self, file: Path, kind: DocumentKind | None = None, **_: Any) -> list[Document]:  # type: ignore[override]
+        data = read_bytes(file, self.config)
+        text, title, declared, extra = self.parse(file, data)
+        if not text.strip():
+            raise IngestError(f"{file} has no text to index")
+        metadata: dict[str, Any] = {
+            "title": title,
+            "kind": kind or infer_kind(file, declared),
+            "origin": "file",
+            "content_hash": content_hash(data),
+            "document": {"file_name": file.name, "bytes": len(data), **extra},
+        }
+        return [Document(id_=source_of(file), text=text, metadata=metadata)]
+
+    def parse(self, path: Path, data: bytes) -> tuple[str, str, object, dict[str, Any]]:
+        raise NotImplementedError
+
+
+class MarkdownFileReader(_FileReader):
+    """Markdown: front matter (``title``, ``kind``, ``tags``) read and removed, headings kept for the parser."""
+
+    def parse(self, path: Path, data: bytes) -> tuple[str, str, object, dict[str, Any]]:
+        front, body = split_front_matter(decode_text(data, path))
+        title = str(front.get("title") or first_heading(body) or title_from_stem(path))
+        extra: dict[str, Any] = {"format": "markdown"}
+        tags = front.get("tags")
+        if isinstance(tags, list):
+            extra["tags"] = [str(tag) for tag in tags]
+        return body, title, front.get("kind"), extra
+
+
+class TextFileReader(_FileReader):
+    """Plain text: the whole file, titled by its name."""
+
+    def parse(self, path: Path, data: bytes) -> tuple[str, str, object, dict[str, Any]]:
+        return decode_text(data, path), title_from_stem(path), None, {"format": "text"}
+
+
+class PdfFileReader(_FileReader):
+    """PDF through pypdf: each page a ``# page N`` section (the citation), wrapped lines reflowed."""
+
+    def parse(self, path: Path, data: bytes) -> tuple[str, str, object, dict[str, Any]]:
+        pdf_title, pages = read_pdf(path, data)
+        text = "\n\n".join(f"# page {n}\n\n{page}" for n, page in enumerate(pages, start=1) if page.strip())
+        return text, pdf_title or title_from_stem(path), None, {"format": "pdf", "pages": len(pages)}
+
+
+def reader_for(path: Path, config: KnowledgeSettings) -> _FileReader:
+    suffix = path.suffix.lower()
+    if suffix in PDF_SUFFIXES:
+        return PdfFileReader(config)
+    if suffix in MARKDOWN_SUFFIXES:
+        return MarkdownFileReader(config)
+    return TextFileReader(config)
+
+
+def load_file(path: Path, config: KnowledgeSettings, kind: DocumentKind | None = None) -> Document:
+    """The file as one ``Document`` (raises ``IngestError`` naming the file when it cannot be indexed)."""
+    [document] = reader_for(path, config).load_data(path, kind)
+    return document

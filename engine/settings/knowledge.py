@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings
 from engine.settings.base import branch_config
 
 EmbedderChoice = Literal["local", "openai-compatible"]
+FusionMode = Literal["reciprocal_rerank", "relative_score", "dist_based_score"]
 
 
 class KnowledgeSettings(BaseSettings):
@@ -38,12 +39,16 @@ class KnowledgeSettings(BaseSettings):
     # ingestion
     max_file_bytes: int = Field(20_000_000, ge=1)
     file_suffixes: tuple[str, ...] = (".md", ".markdown", ".txt", ".text", ".pdf")
+    # folders files may be added from (the bundled samples always may); a path outside them is refused
+    allowed_roots: tuple[str, ...] = ("~", ".")
 
     # retrieval
     default_k: int = Field(5, ge=1, le=100)
     max_k: int = Field(50, ge=1, le=500)
     candidates_per_arm: int = Field(40, ge=1, le=1000)  # rows each arm (vector, full text) brings to the fusion
     rrf_k: int = Field(60, ge=1)  # reciprocal rank fusion constant (Cormack et al. 2009)
+    # how the dense and full-text arms are fused (LlamaIndex QueryFusionRetriever modes; see `iqts bench knowledge`)
+    fusion: FusionMode = "dist_based_score"
     hnsw_ef_search: int = Field(80, ge=1, le=1000)
 
     @model_validator(mode="after")

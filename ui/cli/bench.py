@@ -21,7 +21,9 @@ SUITES: dict[str, tuple[str, str]] = {
     "optimize": ("bench.optimize_bench", "run_optimize_bench"),
     "startup": ("bench.startup_bench", "run_startup_bench"),
     "agent": ("bench.agent_bench", "run_agent_bench"),
+    "knowledge": ("bench.knowledge_bench", "run_knowledge_bench"),
 }
+CUSTOM = {"knowledge"}  # commands with options of their own, defined below
 
 
 def _rows(name: str, **kwargs: Any) -> list[dict[str, Any]]:
@@ -35,7 +37,7 @@ def _print(name: str, rows: list[dict[str, Any]]) -> None:
         return
     table = Table(*rows[0].keys(), title=f"bench: {name}")
     for row in rows:
-        table.add_row(*(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row.values()))
+        table.add_row(*(f"{v:.6g}" if isinstance(v, float) else "" if v is None else str(v) for v in row.values()))
     out.print(table)
 
 
@@ -49,7 +51,19 @@ def _command(name: str) -> None:
 
 
 for _name in SUITES:
-    _command(_name)
+    if _name not in CUSTOM:
+        _command(_name)
+
+
+@app.command("knowledge")
+def knowledge_cmd(
+    large: Annotated[bool, typer.Option("--large", help="also measure latency at 100,000 chunks (minutes)")] = False,
+    queries: Annotated[int, typer.Option(min=10, help="timed queries per method and size")] = 200,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Knowledge retrieval: hit@1/@5, MRR, nDCG@5 per method; search p50/p95 at 10k (and 100k) chunks."""
+    rows = _rows("knowledge", large=large, queries=queries)
+    emit_json(rows) if as_json else _print("knowledge", rows)
 
 
 @app.command("all")

@@ -17,7 +17,7 @@ app = typer.Typer(help="Knowledge base: strategy notes, reports, risk policy, jo
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 KindsOpt = Annotated[
     list[str] | None,
-    typer.Option("--kind", help="note, strategy, report, risk_policy or journal (repeatable)."),
+    typer.Option("--kind", help="note, strategy, report, risk_policy, journal or glossary (repeatable)."),
 ]
 _SNIPPET_CHARS = 300
 
@@ -55,7 +55,7 @@ def add_cmd(
 def note_cmd(
     title: Annotated[str, typer.Argument()],
     text: Annotated[str, typer.Argument(help="the note (Markdown allowed)")],
-    kind: Annotated[str, typer.Option(help="note, strategy, report, risk_policy or journal")] = "note",
+    kind: Annotated[str, typer.Option(help="note, strategy, report, risk_policy, journal or glossary")] = "note",
     tag: Annotated[list[str] | None, typer.Option("--tag", help="a tag (repeatable)")] = None,
     source: Annotated[str | None, typer.Option(help="a URI naming the note; adding it again updates it")] = None,
     as_json: JsonOpt = False,
@@ -103,20 +103,22 @@ def search_cmd(
 
 @app.command("list")
 def list_cmd(kind: KindsOpt = None, as_json: JsonOpt = False) -> None:
-    """Stored documents: kind, title, chunks, source, last update."""
+    """What is indexed and from where: kind, origin (file, note, journal, starter), title, chunks, source."""
     from knowledge.models import parse_kinds
-    from knowledge.service import list_documents
+    from knowledge.service import list_documents, seed_starter_documents
 
     with database() as db:
+        seed_starter_documents(db)  # the generated documents are listed current (cheap when unchanged)
         documents = list_documents(db, parse_kinds(kind))
     if as_json:
         emit_json(documents)
         return
-    table = Table("id", "kind", "title", "chunks", "source", "updated")
+    table = Table("id", "kind", "origin", "title", "chunks", "source", "updated")
     for doc in documents:
         table.add_row(
             str(doc.id),
             doc.kind,
+            doc.origin,
             escape(doc.title),
             str(doc.chunks),
             escape(doc.source),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def minilm() -> Embedder:
 
 @pytest.fixture(scope="session")
 def kb_config() -> KnowledgeSettings:
-    return KnowledgeSettings()
+    return KnowledgeSettings(allowed_roots=("~", ".", tempfile.gettempdir()))
 
 
 @pytest.fixture

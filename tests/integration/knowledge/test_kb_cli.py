@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from engine.settings import Settings
@@ -19,7 +20,11 @@ IQTS = [
 
 
 def _iqts(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = os.environ | {"IQTS_STATE_DIR": str(settings.state_dir), "IQTS_DB_NAME": settings.db_name}
+    env = os.environ | {
+        "IQTS_STATE_DIR": str(settings.state_dir),
+        "IQTS_DB_NAME": settings.db_name,
+        "IQTS_KB_ALLOWED_ROOTS": json.dumps(["~", ".", tempfile.gettempdir()]),
+    }
     return subprocess.run([*IQTS, *args], env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
@@ -59,6 +64,9 @@ def test_errors_are_one_clear_line(settings: Settings, db: object, tmp_path: Pat
         (["kb", "remove", "note://missing/xyz"], "no document with source"),
         (["kb", "add", str(tmp_path / "image.png")], "unsupported file type"),
         (["kb", "search", "   "], "invalid SearchQuery"),
+        (["kb", "search", "x" * 3000], "at most 2000 characters"),
+        (["kb", "add", str(tmp_path / "missing.md")], "no such file or folder"),
+        (["kb", "add", "/etc/hostname"], "outside the folders the knowledge base may read"),
     ]
     for args, expected in cases:
         result = _iqts(settings, *args)

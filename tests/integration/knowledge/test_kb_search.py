@@ -9,7 +9,7 @@ from engine.errors import ValidationFailedError
 from engine.store.database import Database
 from knowledge.models import IngestReport
 from knowledge.service import KnowledgeBase, list_documents, search_knowledge
-from knowledge.store import VECTOR_ARM_SQL
+from knowledge.store import _VECTOR_ARM as VECTOR_ARM_SQL
 from tests.integration.knowledge.conftest import SAMPLES
 
 
@@ -84,6 +84,7 @@ def test_only_stop_words_still_searches_by_vector(kb: KnowledgeBase, samples: In
     ("kwargs", "message"),
     [
         ({"query": "   "}, "query"),
+        ({"query": "x" * 2001, "k": 1}, "at most 2000 characters"),
         ({"query": "x", "k": 0}, "k"),
         ({"query": "x", "k": 1000}, "k must be at most"),
         ({"query": "x", "kinds": ["memo"]}, "kinds"),

@@ -13,6 +13,9 @@ OWNERS = {
     "approval_requests": "engine/store/approval_requests.py",
     "system_state": "engine/store/system_state.py",
     "web_sessions": "approvals/sessions.py",
+    "kb_documents": "knowledge/store.py",
+    "kb_chunks": "knowledge/store.py",
+    "kb_docstore": "knowledge/docstore.py",
 }
 
 

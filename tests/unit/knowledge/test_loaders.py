@@ -8,14 +8,22 @@ import pytest
 
 from knowledge.config import load_knowledge_config
 from knowledge.errors import IngestError
-from knowledge.loaders import infer_kind, iter_files, parse_file, reflow_pdf_text
+from knowledge.loaders import infer_kind, iter_files, load_file, reflow_pdf_text
+from knowledge.parsing import node_parsers
 from tests.unit.knowledge.pdfgen import SAMPLE_PDF, make_pdf, sample_pdf
 
 CONFIG = load_knowledge_config()
 
 
 def _parse(path: Path):
-    return parse_file(path, path.read_bytes(), CONFIG)
+    return load_file(path, CONFIG)
+
+
+def _sections(document) -> list[tuple[str, str]]:
+    nodes = [document]
+    for transform in node_parsers(CONFIG.chunk_max_tokens, CONFIG.chunk_overlap_tokens):
+        nodes = transform(nodes)
+    return [(n.metadata["section"], n.text) for n in nodes]
 
 
 def test_markdown_title_kind_and_tags(tmp_path: Path) -> None:
@@ -23,11 +31,12 @@ def test_markdown_title_kind_and_tags(tmp_path: Path) -> None:
     path.parent.mkdir()
     path.write_text("---\nkind: risk_policy\ntags: [x]\n---\n# The Title\n\nBody text.\n", encoding="utf-8")
     doc = _parse(path)
-    assert (doc.title, doc.kind, doc.metadata["tags"]) == ("The Title", "risk_policy", ["x"])
-    assert doc.source == str(path.resolve())
-    assert [(c.section, c.text) for c in doc.chunks] == [("The Title", "Body text.")]
+    meta = doc.metadata
+    assert (meta["title"], meta["kind"], meta["document"]["tags"]) == ("The Title", "risk_policy", ["x"])
+    assert doc.id_ == str(path.resolve())
+    assert _sections(doc) == [("The Title", "Body text.")]
     path.write_text("No heading here.", encoding="utf-8")
-    assert _parse(path).title == "my idea"
+    assert _parse(path).metadata["title"] == "my idea"
 
 
 @pytest.mark.parametrize(
@@ -53,8 +62,9 @@ def test_pdf_pages_become_sections(tmp_path: Path) -> None:
     path = tmp_path / "report.pdf"
     path.write_bytes(make_pdf([["Alpha page (one)."], ["Beta page, with a \\ backslash."]], "A (Title)"))
     doc = _parse(path)
-    assert doc.title == "A (Title)" and doc.kind == "report" and doc.metadata["pages"] == 2
-    assert [(c.section, c.text) for c in doc.chunks] == [
+    meta = doc.metadata
+    assert meta["title"] == "A (Title)" and meta["kind"] == "report" and meta["document"]["pages"] == 2
+    assert _sections(doc) == [
         ("page 1", "Alpha page (one)."),
         ("page 2", "Beta page, with a \\ backslash."),
     ]

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import yaml
 
-from knowledge.models import Chunk
+from knowledge.models import Chunk  # the old chunker, kept as the reference of `iqts bench knowledge`
 
 CHUNKER_VERSION: Final = "1"
 SECTION_SEPARATOR: Final = " > "
