@@ -111,3 +111,43 @@ def test_missing_and_unsupported_paths(kb: KnowledgeBase, tmp_path: Path) -> Non
     assert "not UTF-8" in (next(d for d in report.documents if d.status == "skipped").reason or "")
     with pytest.raises(IngestError, match="not UTF-8"):
         kb.ingest_path(tmp_path / "bad.md")  # named on its own, it is an error
+
+
+def _encrypted_pdf() -> bytes:
+    from io import BytesIO
+
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    writer.add_blank_page(width=200, height=200)
+    writer.encrypt("a password")
+    buffer = BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("alpha.md", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", "is a binary file, not text"),
+        ("empty.md", b"", "is empty"),  # (an indexed file that became empty is removed: see above)
+        ("alpha.md", b"# big\n\n" + b"x" * 50_000_000, "over the 20,000,000-byte limit"),
+        ("secret.pdf", None, "is an encrypted PDF"),
+    ],
+    ids=["binary-renamed-md", "empty", "50-MB", "encrypted-pdf"],
+)
+def test_a_bad_file_is_named_and_loses_nothing_indexed(
+    kb: KnowledgeBase, db: Database, tmp_path: Path, unique: str, name: str, data: bytes | None, message: str
+) -> None:
+    alpha, _ = _write_docs(tmp_path, unique)
+    kb.ingest_path(alpha)
+    before = _chunk_count(db, str(alpha))
+    assert before > 0
+    bad = tmp_path / name
+    bad.write_bytes(_encrypted_pdf() if data is None else data)  # alpha.md itself turns bad in three of the cases
+    with pytest.raises(IngestError, match=message) as raised:
+        kb.ingest_path(bad)
+    assert str(bad) in str(raised.value)  # the error names the file
+    assert _chunk_count(db, str(alpha)) == before  # what was indexed is still there, whole
+    assert kb.search(f"zorblax{unique}", k=1)[0].source == str(alpha)
+    assert _chunk_count(db, str(bad)) == (before if bad == alpha else 0)  # nothing half-written
