@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -223,6 +223,18 @@ class Stack:
         """Wait until ``proc`` died of SIGKILL (its own chaos point, or the test's signal)."""
         await self.until(f"{self.names[proc.pid]} to be killed", lambda: proc.poll() is not None, timeout)
         assert proc.returncode == -signal.SIGKILL, (proc.returncode, self.log_of(proc)[-3000:])
+
+    async def dies_during(self, call: Awaitable[Any], proc: subprocess.Popen[bytes]) -> None:
+        """A request ``proc`` kills itself in the middle of: it must not succeed. The HTTP client fails on the cut
+        connection; the MCP client may instead wait on its stream for good, so it is cancelled once ``proc`` died."""
+        task = asyncio.ensure_future(call)
+        await self.killed(proc)
+        done, _ = await asyncio.wait({task}, timeout=5)
+        if not done:
+            task.cancel()
+            await asyncio.wait({task}, timeout=5)
+            return
+        assert task.exception() is not None, f"the request succeeded although {self.names[proc.pid]} died in it"
 
     def kill(self, proc: subprocess.Popen[bytes]) -> None:
         proc.send_signal(signal.SIGKILL)
