@@ -26,7 +26,6 @@ import redis.asyncio as aioredis
 
 from approvals import service as approvals
 from engine.bus import InProcessBus
-from engine.bus.consumer import DEAD_LETTERS
 from engine.execution.worker import APPROVED_TOPIC
 from engine.portfolio.service import portfolio_snapshot
 from engine.risk.monitor import breakers
@@ -212,7 +211,7 @@ async def test_poison_messages_of_each_kind_ahead_of_real_approvals(stack: Stack
         await stack.worker_ready(worker)
         ids = [await stack.approve() for _ in range(N)]
         TABLE.append(await stack.row(f"poison messages ahead ({len(POISON)} kinds)", ids))
-        dead = await raw.xlen(f"iqts:{APPROVED_TOPIC}{DEAD_LETTERS}")
+        dead = await raw.xlen(f"iqts:{APPROVED_TOPIC}.dead")
     finally:
         await raw.aclose()
     assert dead == len(POISON)
@@ -276,12 +275,12 @@ async def test_a_breaker_trips_after_a_restart_and_stays_enforced_through_the_ne
     stack.kill(heir)
     last = stack.start_worker()
     await stack.worker_ready(last)
-    refused = await stack.approve()
-    states = await stack.settle([refused])
-    result = approvals.get_request(stack.db, refused).result or {}
-    assert states[refused] == "failed", (states, result)
-    assert trips[0].breaker in str(result.get("reason", "")) or "breaker" in str(result.get("reason", ""))
-    assert stack.posts(refused) == 0
+    await stack.until("the last worker's monitor to hold the breaker", lambda: [
+        t for t in breakers(stack.db) if t.account == stack.account], 60, [last])  # fmt: skip
+    refused = await approvals.propose_order(stack.db, InProcessBus(), stack.settings, stack.intent(), TRADER, "chaos")
+    assert refused.status != "pending", refused.status  # refused at proposal: risk check #1 sees the breaker
+    assert "circuit breaker tripped" in (refused.decision_reason or ""), refused.decision_reason
+    assert trips and stack.posts(refused.id) == 0
 
 
 # -- PostgreSQL restarted: a server of this test's own, so no other module notices ---------------------------
