@@ -27,6 +27,7 @@ from psycopg.rows import TupleRow
 from pydantic import BaseModel, ConfigDict, Field
 
 from approvals.users import PermissionDeniedError, Role, User, require
+from engine import chaos
 from engine.audit.log import append as audit
 from engine.bus import Bus
 from engine.bus.relay import flush
@@ -259,6 +260,7 @@ async def propose_order(
             ttl=timedelta(seconds=settings.approval_ttl_s),
         )
         _announce(conn, request)
+    chaos.reach("approval.proposed")
     await flush(db, bus)
     return request
 
@@ -418,6 +420,7 @@ async def decide(
         request = await _release(db, bus, request, user.username)
         with db.connection() as conn:
             _announce(conn, request)
+    chaos.reach("approval.decided")
     await flush(db, bus)
     return request
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine import chaos
 from engine.bus import Bus, make_bus
 from engine.settings import Settings
 from engine.store.database import Database, connect
@@ -25,6 +26,7 @@ class Runtime:
     def start(cls, settings: Settings, *, migrate: bool = True, logging: bool = True) -> Runtime:
         if logging:
             configure_logging(settings.log_level, settings.log_format, settings.secret_values())
+        chaos.arm(settings.chaos_kill_at, settings.mode)  # off unless the chaos suite set IQTS_CHAOS_KILL_AT
         db = connect(settings)
         try:
             if migrate:

@@ -12,6 +12,7 @@ import contextlib
 
 from pydantic import BaseModel
 
+from engine import chaos
 from engine.bus.protocol import Bus
 from engine.errors import DatabaseUnavailableError
 from engine.store import outbox
@@ -41,6 +42,7 @@ async def relay_once(db: Database, bus: Bus, *, limit: int = 100) -> RelayRound:
                 result.failed += 1
                 outbox.mark_failed(conn, row.id, result.error)
                 break
+            chaos.reach("relay.published")
             outbox.mark_sent(conn, row.id)
             result.sent += 1
     return result

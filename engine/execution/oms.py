@@ -35,6 +35,7 @@ from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel
 
+from engine import chaos
 from engine.audit.log import append as audit
 from engine.bus import Bus
 from engine.errors import ConfigError, IQTSError
@@ -289,6 +290,7 @@ class OrderManager:
                         f"{lease.until.isoformat() if lease.until else '?'}; nothing was sent"
                     )
         # committed: the order row exists before the venue hears of it
+        chaos.reach("order.recorded_new")
         broker = self.router.broker(intent.account)
         started = time.perf_counter()
         venue: VenueOrder | None = None
@@ -310,9 +312,11 @@ class OrderManager:
             log.warning("oms.venue_unavailable", approval_id=approval_id)
             raise  # the worker leaves the message unacked; the retry reconciles by client order id
         latency = time.perf_counter() - started
+        chaos.reach("order.venue_answered")
         with self.db.connection() as conn:
             record = self._apply_venue(conn, record, venue)
         self._notify(record, venue, latency)
+        chaos.reach("order.recorded")
         return record
 
     def _release_again(self, record: OrderRecord, intent: OrderIntent, approval_id: str) -> ApprovedOrder:

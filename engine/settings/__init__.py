@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine.errors import ConfigError
@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     execution_sweep_s: float = Field(
         5.0, gt=0, description="how often the worker sweeps approved orders from the database and relays the outbox"
     )
+    # the chaos suite's fault injection (engine/chaos.py): SIGKILL this process at a named step; never in live mode
+    chaos_kill_at: str | None = Field(
+        None, description="test only: a step of the order path at which the process kills itself (engine.chaos)"
+    )
 
     # model for the agent: local | ollama:MODEL | openai:MODEL | anthropic:MODEL | openai-compatible:URL#MODEL
     llm: str = "local"
@@ -147,7 +151,7 @@ class Settings(BaseSettings):
     def _absolute_state_dir(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
-    @field_validator("database_url", "redis_url", mode="before")
+    @field_validator("database_url", "redis_url", "chaos_kill_at", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
@@ -161,6 +165,17 @@ class Settings(BaseSettings):
         if small:
             raise ValueError(f"a topic keeps at least 10 messages: {small}")
         return value
+
+    @model_validator(mode="after")
+    def _no_chaos_when_live(self) -> Settings:
+        from engine.chaos import POINTS
+
+        if self.chaos_kill_at is not None:
+            if self.mode == "live":
+                raise ValueError("chaos_kill_at is a test setting and is refused in live mode")
+            if self.chaos_kill_at not in POINTS:
+                raise ValueError(f"chaos_kill_at must be one of {', '.join(POINTS)}")
+        return self
 
     @property
     def api_url(self) -> str:
