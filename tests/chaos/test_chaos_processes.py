@@ -130,11 +130,12 @@ API_POINTS = ["approval.proposed", "relay.published", "approval.decided"]
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("point", API_POINTS)
-async def test_api_sigkill_at_each_step(stack: Stack, point: str) -> None:
-    worker = stack.start_worker()
+async def test_api_sigkill_at_each_step(stack: Stack, point: str, workers: int) -> None:
+    pool = [stack.start_worker() for _ in range(workers)]
     api = stack.start_api(kill_at=point)
-    await asyncio.gather(stack.worker_ready(worker), stack.api_ready(api))
+    await asyncio.gather(*(stack.worker_ready(w) for w in pool), stack.api_ready(api))
     ids: list[str] = []
     if point == "approval.decided":
         ids = [str((await stack.propose_over_mcp())["approval_id"]) for _ in range(N)]
@@ -150,7 +151,7 @@ async def test_api_sigkill_at_each_step(stack: Stack, point: str) -> None:
         if approvals.get_request(stack.db, approval_id).status == "pending":
             answer = await stack.approve_over_http(approval_id)
             assert answer.status_code == 200, answer.text
-    TABLE.append(await stack.row(f"API SIGKILL at {point}", ids))
+    TABLE.append(await stack.row(f"API SIGKILL at {point} ({workers} worker{'s' * (workers - 1)})", ids))
 
 
 @pytest.mark.slow
