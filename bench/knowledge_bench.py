@@ -24,12 +24,14 @@ import re
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, Literal
 
 import numpy as np
 from pgvector.psycopg import register_vector
+from psycopg import Connection
 from pydantic import BaseModel
 
 from bench.legacy_kb.index import LegacyIndex
@@ -41,9 +43,11 @@ from knowledge.base import KnowledgeBase
 from knowledge.embeddings.base import Embedder
 from knowledge.loaders import first_heading
 from knowledge.starter import ensure_starter_documents, starter_documents
+from knowledge.store import forget_lexeme_stats
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 QUESTIONS: Final = Path(__file__).resolve().parent / "data" / "knowledge_questions.jsonl"
+JOURNAL: Final = Path(__file__).resolve().parent / "data" / "knowledge_journal.jsonl"
 DOCS: Final = ROOT / "docs"
 SYNTHETIC: Final = "bench://synthetic/"
 CHUNKS_PER_SYNTHETIC_DOC: Final = 50
@@ -52,6 +56,7 @@ FUSIONS: Final = ("reciprocal_rerank", "relative_score", "dist_based_score", "st
 DEFAULT_SIZES: Final = (10_000,)
 LARGE_SIZES: Final = (10_000, 100_000)
 TOP: Final = 10
+BULK_INDEXES: Final = ("kb_chunks_embedding_hnsw", "kb_chunks_tsv")  # migration 0006
 
 
 class Question(BaseModel):
@@ -72,6 +77,21 @@ class KnowledgeBenchRow(BaseModel):
     p50_ms: float | None = None
     p95_ms: float | None = None
     ms_per_page: float | None = None
+
+
+class JournalSample(BaseModel):
+    """A trade-journal entry as IQTS writes it (captured from real runs on the bundled data; see the file's head)."""
+
+    kind: Literal["backtest", "study", "approval", "fill"]
+    subject_id: str
+    title: str
+    body: str
+    metadata: dict[str, Any] = {}
+
+
+def load_journal(path: Path = JOURNAL) -> list[JournalSample]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [JournalSample.model_validate_json(line) for line in lines if line.strip() and not line.startswith("//")]
 
 
 def load_questions(path: Path = QUESTIONS) -> list[Question]:
@@ -103,6 +123,8 @@ def score(questions: Sequence[Question], ranked: Sequence[Sequence[tuple[str, st
 
 def _corpus_documents(kb: KnowledgeBase, docs_dir: Path) -> list[tuple[str, str, str]]:
     docs = [(d.source, d.title, d.text) for d in starter_documents(kb)]
+    for info in kb.store.documents(kinds=["journal"]):
+        docs.append((info.source, info.title, "\n".join(c.text for c in kb.store.chunks_of(info.source))))
     for path in sorted(docs_dir.glob("*.md")):
         text = path.read_text(encoding="utf-8")
         docs.append((str(path), first_heading(text) or path.stem, text))
@@ -115,8 +137,10 @@ def _reset(db: Database) -> None:
         conn.execute("DELETE FROM kb_docstore")
 
 
-def _index(kb: KnowledgeBase, docs_dir: Path) -> KnowledgeBenchRow:
+def _index(kb: KnowledgeBase, docs_dir: Path, journal: Sequence[JournalSample]) -> KnowledgeBenchRow:
     ensure_starter_documents(kb, force=True)
+    for entry in journal:
+        kb.journal_entry(entry.kind, entry.subject_id, entry.title, entry.body, entry.metadata)
     started = time.perf_counter()
     report = kb.ingest_path(docs_dir)
     seconds = time.perf_counter() - started
@@ -179,7 +203,7 @@ def pad_synthetic(db: Database, model: str, target: int, *, docs_dir: Path = DOC
     weights = 1.0 / np.arange(1, len(vocabulary) + 1)  # Zipf-like: a few common words, a long tail
     weights /= weights.sum()
     inserted = 0
-    with db.connection() as conn:
+    with db.connection() as conn, _indexes_rebuilt_after(conn):
         register_vector(conn)
         start = int(conn.execute("SELECT count(*) FROM kb_documents WHERE starts_with(source, %s)",
                                  (SYNTHETIC,)).fetchone()[0])  # type: ignore[index]  # fmt: skip
@@ -207,6 +231,29 @@ def pad_synthetic(db: Database, model: str, target: int, *, docs_dir: Path = DOC
     return inserted
 
 
+@contextmanager
+def _indexes_rebuilt_after(conn: Connection[Any]) -> Iterator[None]:
+    """Bulk-load without the HNSW and GIN indexes and build them once afterwards: inserting 90,000 vectors into a
+    live HNSW graph took more than 15 minutes here, building the graph over 100,000 rows a few."""
+    indexes = conn.execute(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'kb_chunks'"
+        " AND indexname = ANY(%s)",
+        (list(BULK_INDEXES),),
+    ).fetchall()
+    for name, _ in indexes:
+        conn.execute(f'DROP INDEX "{name}"')
+    conn.commit()
+    try:
+        yield
+    finally:
+        conn.commit()
+        conn.execute("SET maintenance_work_mem = '1GB'")
+        conn.execute("SET max_parallel_maintenance_workers = 2")
+        for _, definition in indexes:
+            conn.execute(definition)
+        conn.commit()
+
+
 def remove_synthetic(db: Database) -> None:
     with db.connection() as conn:
         conn.execute("DELETE FROM kb_documents WHERE starts_with(source, %s)", (SYNTHETIC,))
@@ -227,12 +274,16 @@ def latency_rows(
             pad_synthetic(kb.db, kb.embedder.name, size, docs_dir=docs_dir)
             with kb.db.connection() as conn:
                 conn.execute("ANALYZE kb_chunks")
+            forget_lexeme_stats()  # the text arm's estimates must see the padded table
             chunks = _chunk_count(kb.db)
-            methods: list[tuple[str, Callable[[str], object]]] = [
-                (f"hybrid {kb.config.fusion}", lambda q: kb.search(q, k=5)),
-                ("dense only", lambda q: kb.search(q, k=5, hybrid=False)),
+            budget = kb.vector_store.text_budget
+            methods: list[tuple[str, int, Callable[[str], object]]] = [
+                (f"hybrid {kb.config.fusion}, text match budget {budget}", budget, lambda q: kb.search(q, k=5)),
+                (f"hybrid {kb.config.fusion}, every word matched", 0, lambda q: kb.search(q, k=5)),
+                ("dense only", budget, lambda q: kb.search(q, k=5, hybrid=False)),
             ]
-            for name, search in methods:
+            for name, method_budget, search in methods:
+                kb.vector_store.text_budget = method_budget
                 for text in texts[:5]:  # warm up: caches, prepared plans
                     search(text)
                 samples = []
@@ -242,6 +293,7 @@ def latency_rows(
                     samples.append(1000 * (time.perf_counter() - started))
                 p50, p95 = _percentiles(samples)
                 rows.append(KnowledgeBenchRow(measure="latency", method=name, chunks=chunks, p50_ms=p50, p95_ms=p95))
+            kb.vector_store.text_budget = budget
     finally:
         remove_synthetic(kb.db)
     return rows
@@ -253,6 +305,7 @@ def run_knowledge_bench(
     sizes: Sequence[int] | None = None,
     queries: int = 200,
     questions: Sequence[Question] | None = None,
+    journal: Sequence[JournalSample] | None = None,
     db: Database | None = None,
     embedder: Embedder | None = None,
     docs_dir: Path = DOCS,
@@ -265,7 +318,7 @@ def run_knowledge_bench(
         kb = KnowledgeBase(database, embedder, config)
         labelled = list(questions) if questions is not None else load_questions()
         _reset(database)
-        rows = [_index(kb, docs_dir)]
+        rows = [_index(kb, docs_dir, load_journal() if journal is None else journal)]
         rows += quality_rows(kb, labelled, docs_dir)
         rows += latency_rows(kb, labelled, sizes or (LARGE_SIZES if large else DEFAULT_SIZES), queries, docs_dir)
         return rows

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 from psycopg import Connection
@@ -70,19 +71,65 @@ LIMIT %(limit)s
 """
 
 _TEXT_ARM = """
-WITH q AS (
-    SELECT websearch_to_tsquery(%(cfg)s::regconfig, %(text)s) AS strict,
-           CASE WHEN %(plain)s
-                THEN replace(websearch_to_tsquery(%(cfg)s::regconfig, %(text)s)::text, ' & ', ' | ')::tsquery
-                ELSE websearch_to_tsquery(%(cfg)s::regconfig, %(text)s) END AS loose
-)
-SELECT c.id, (c.tsv @@ q.strict)::int + ts_rank_cd(c.tsv, q.loose, 32) AS score
-FROM kb_chunks c, q
-WHERE q.loose::text <> '' AND c.tsv @@ q.loose AND c.embedding_model = %(model)s
+SELECT c.id, (c.tsv @@ %(strict)s::tsquery)::int + ts_rank_cd(c.tsv, %(ranked)s::tsquery, 32) AS score
+FROM kb_chunks c
+WHERE c.tsv @@ %(matched)s::tsquery AND c.embedding_model = %(model)s
   AND (%(kinds)s::text[] IS NULL OR c.kind = ANY(%(kinds)s::text[]))
 ORDER BY score DESC, c.id
 LIMIT %(limit)s
 """
+
+_LEXEME_STATS = """
+SELECT s.most_common_elems::text::text[], s.most_common_elem_freqs,
+       greatest((SELECT reltuples FROM pg_class WHERE oid = 'kb_chunks'::regclass), 0)
+FROM pg_stats s WHERE s.schemaname = current_schema() AND s.tablename = 'kb_chunks' AND s.attname = 'tsv'
+"""
+LEXEME_STATS_TTL_S: Final = 60.0
+"""How long a process reuses ANALYZE's lexeme statistics (reading them costs about 1.5 ms at 100,000 chunks)."""
+
+
+@dataclass(frozen=True)
+class LexemeStats:
+    """ANALYZE's most common lexemes of ``kb_chunks.tsv`` with the share of chunks holding each; a lexeme not among
+    them is rarer than all of them (``rare_share``: half the smallest tracked share, as PostgreSQL's planner
+    estimates it)."""
+
+    shares: dict[str, float]
+    rare_share: float
+    rows: float
+    fetched_at: float
+
+    def chunks(self, lexeme: str) -> float:
+        return self.rows * self.shares.get(lexeme, self.rare_share)
+
+
+_lexeme_stats: dict[str, LexemeStats] = {}
+
+
+def forget_lexeme_stats() -> None:
+    """Drop the cached statistics (after an ``ANALYZE`` whose effect must show at once: benchmarks, tests)."""
+    _lexeme_stats.clear()
+
+
+def lexeme_stats(conn: Connection[Any]) -> LexemeStats:
+    """The statistics for this connection's database, re-read at most every ``LEXEME_STATS_TTL_S``; empty before
+    the table was first analysed (every lexeme then counts as rare)."""
+    key = f"{conn.info.host}:{conn.info.port}/{conn.info.dbname}"
+    now = time.monotonic()
+    cached = _lexeme_stats.get(key)
+    if cached is not None and now - cached.fetched_at < LEXEME_STATS_TTL_S:
+        return cached
+    row = conn.execute(_LEXEME_STATS).fetchone()
+    if row is None or not row[0]:
+        stats = LexemeStats({}, 0.0, 0.0, now)
+    else:
+        elems, freqs, rows = list(row[0]), [float(f) for f in row[1]], float(row[2])
+        stats = LexemeStats(dict(zip(elems, freqs[: len(elems)], strict=True)), freqs[len(elems)] / 2, rows, now)
+    _lexeme_stats[key] = stats
+    return stats
+
+
+_LEXEME = re.compile(r"'((?:[^']|'')*)'")
 
 _NODES = """
 SELECT c.id, c.node_id, c.document_id, d.source, d.title, d.kind, c.section, c.ord, c.text, c.metadata
@@ -185,25 +232,72 @@ def vector_arm(
 
 
 def text_arm(
-    conn: Connection[Any], text: str, *, model: str, kinds: Sequence[str] | None, limit: int
+    conn: Connection[Any], text: str, *, model: str, kinds: Sequence[str] | None, limit: int, budget: int = 0
 ) -> list[tuple[int, float]]:
     """Chunks matching the words (``websearch_to_tsquery``; plain queries relaxed from all words to any word):
-    (chunk id, score), the score being 1 for a chunk with every word plus its ``ts_rank_cd`` (normalised to
-    [0, 1)), so ordering by score puts chunks with every word first."""
+    (chunk id, score), the score being 1 for a chunk with every word plus its ``ts_rank_cd`` over all the words
+    (normalised to [0, 1)), so ordering by score puts chunks with every word first.
+
+    ``budget`` (> 0) bounds the any-word match (``match_query``): ranking is linear in the chunks matched, and a
+    common word matches much of a large base, so common words join the match only while ANALYZE's estimate of the
+    chunks matched stays within it. A chunk left out holds none of the query's rarer words.
+    """
     if not text.strip():
         return []
+    row = conn.execute("SELECT websearch_to_tsquery(%s::regconfig, %s)::text", (FTS_CONFIG, text)).fetchone()
+    strict = str(row[0]) if row else ""
+    if not strict:
+        return []
+    ranked = matched = strict
+    if is_plain_query(text):
+        terms = strict.split(" & ")  # quoted lexemes or phrases of them ('walk-forward' <-> 'walk' <-> 'forward')
+        ranked = matched = " | ".join(terms)
+        if budget > 0:
+            matched = match_query(conn, terms, budget)
     rows = conn.execute(
         _TEXT_ARM,
         {
-            "cfg": FTS_CONFIG,
-            "text": text,
-            "plain": is_plain_query(text),
+            "strict": strict,
+            "ranked": ranked,
+            "matched": matched,
             "model": model,
             "kinds": list(kinds) if kinds else None,
             "limit": limit,
         },
     ).fetchall()
     return [(int(r[0]), float(r[1])) for r in rows]
+
+
+def match_query(conn: Connection[Any], terms: Sequence[str], budget: int) -> str:
+    """The tsquery a plain query's text arm matches on, its chunks estimated (ANALYZE) to stay near ``budget``:
+
+    - any of its rare terms (a lexeme outside ANALYZE's most common ones; a phrase is as rare as its rarest
+      lexeme), however many, then its common terms rarest first while the estimate stays within the budget;
+    - when every term is common and even the rarest one alone matches more than the budget: its rarest terms
+      together (AND, as few as bring the estimate within the budget, assuming independent words).
+    """
+    stats = lexeme_stats(conn)
+    lexemes = {term: [m.replace("''", "'") for m in _LEXEME.findall(term)] or [term] for term in terms}
+    estimate = {term: min(stats.chunks(x) for x in lexemes[term]) for term in terms}
+    by_rarity = sorted(terms, key=lambda t: (estimate[t], t))
+    rare = [t for t in terms if any(x not in stats.shares for x in lexemes[t])]
+    if not rare and estimate[by_rarity[0]] > budget and stats.rows > 0:
+        together: list[str] = []
+        expected = stats.rows
+        for term in by_rarity:
+            together.append(term)
+            expected *= estimate[term] / stats.rows
+            if expected <= budget:
+                break
+        return " & ".join(f"( {t} )" for t in together)
+    kept = list(rare)
+    total = sum(estimate[t] for t in rare)
+    for term in (t for t in by_rarity if t not in rare):
+        if kept and total + estimate[term] > budget:
+            break
+        kept.append(term)
+        total += estimate[term]
+    return " | ".join(f"( {t} )" for t in kept)
 
 
 @dataclass(frozen=True)

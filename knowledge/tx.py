@@ -31,6 +31,11 @@ def connection(db: Database) -> Iterator[Connection[Any]]:
         yield conn
 
 
+def in_transaction() -> bool:
+    """Whether an ingestion transaction is open in this context."""
+    return _bound.get() is not None
+
+
 @contextmanager
 def ingest_transaction(db: Database, lock_key: str | None = None) -> Iterator[Connection[Any]]:
     """A transaction bound to this context; with ``lock_key``, writers of the same key are serialised."""

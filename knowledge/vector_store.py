@@ -66,11 +66,16 @@ class PgVectorStore(BasePydanticVectorStore):
     embedding_model: str
     ef_search: int = 80
     rrf_k: int = 60
+    text_budget: int = 0
 
     _db: Database = PrivateAttr()
 
-    def __init__(self, db: Database, embedding_model: str, *, ef_search: int = 80, rrf_k: int = 60) -> None:
-        super().__init__(stores_text=True, embedding_model=embedding_model, ef_search=ef_search, rrf_k=rrf_k)
+    def __init__(
+        self, db: Database, embedding_model: str, *, ef_search: int = 80, rrf_k: int = 60, text_budget: int = 0
+    ) -> None:
+        super().__init__(
+            stores_text=True, embedding_model=embedding_model, ef_search=ef_search, rrf_k=rrf_k, text_budget=text_budget
+        )
         self._db = db
 
     @classmethod
@@ -156,7 +161,9 @@ class PgVectorStore(BasePydanticVectorStore):
         )
 
     def _text(self, conn: Any, query: VectorStoreQuery, kinds: list[str] | None, limit: int) -> list[tuple[int, float]]:
-        return store.text_arm(conn, query.query_str or "", model=self.embedding_model, kinds=kinds, limit=limit)
+        return store.text_arm(
+            conn, query.query_str or "", model=self.embedding_model, kinds=kinds, limit=limit, budget=self.text_budget
+        )
 
     def component_scores(
         self, chunk_ids: Sequence[int], embedding: Sequence[float], text: str

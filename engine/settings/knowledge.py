@@ -36,6 +36,9 @@ class KnowledgeSettings(BaseSettings):
     chunk_max_tokens: int = Field(160, ge=16, le=2048)
     chunk_overlap_tokens: int = Field(32, ge=0)
 
+    # the journal duty: how often it catches up on decisions and fills (knowledge.trade_journal)
+    journal_interval_s: float = Field(5.0, gt=0)
+
     # ingestion
     max_file_bytes: int = Field(20_000_000, ge=1)
     file_suffixes: tuple[str, ...] = (".md", ".markdown", ".txt", ".text", ".pdf")
@@ -48,8 +51,11 @@ class KnowledgeSettings(BaseSettings):
     candidates_per_arm: int = Field(40, ge=1, le=1000)  # rows each arm (vector, full text) brings to the fusion
     rrf_k: int = Field(60, ge=1)  # reciprocal rank fusion constant (Cormack et al. 2009)
     # how the dense and full-text arms are fused (LlamaIndex QueryFusionRetriever modes; see `iqts bench knowledge`)
-    fusion: FusionMode = "dist_based_score"
+    fusion: FusionMode = "relative_score"
     hnsw_ef_search: int = Field(80, ge=1, le=1000)
+    # about how many chunks the full-text arm ranks at most: a plain query's commonest words are left out of its
+    # any-word match beyond it (ANALYZE's statistics; 0: every word). See docs/knowledge.md for the measured figures.
+    text_match_budget: int = Field(500, ge=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> KnowledgeSettings:

@@ -42,9 +42,11 @@ def test_bench_on_a_tiny_corpus_reports_every_metric(db: Database, minilm: Embed
         assert all(0.0 <= v <= 1.0 for v in (row.hit_at_1, row.hit_at_5, row.mrr, row.ndcg_at_5) if v is not None)
         assert None not in (row.hit_at_1, row.hit_at_5, row.mrr, row.ndcg_at_5)
     latency = by_measure["latency"]
-    assert {r.chunks for r in latency} == {300} and len(latency) == 2
+    assert {r.chunks for r in latency} == {300} and len(latency) == 3
     assert all(r.p50_ms is not None and r.p95_ms is not None and r.p50_ms <= r.p95_ms for r in latency)
     assert by_measure["ingest"][0].ms_per_page is not None
-    with db.connection() as conn:  # the synthetic chunks are gone again
+    with db.connection() as conn:  # the synthetic chunks are gone again, the indexes dropped for the load are back
         row = conn.execute("SELECT count(*) FROM kb_documents WHERE source LIKE 'bench://%'").fetchone()
+        indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'kb_chunks'")}
     assert row is not None and row[0] == 0
+    assert {"kb_chunks_embedding_hnsw", "kb_chunks_tsv"} <= indexes
