@@ -126,6 +126,43 @@ def list_orders(db: Database, *, open_only: bool = False, limit: int = 100) -> l
         return [_record(r) for r in rows]
 
 
+def orders_filled_after(
+    conn: Connection[TupleRow], after: tuple[datetime, int] | None, *, limit: int = 100
+) -> list[OrderRecord]:
+    """Orders with at least one fill, least recently updated first, after the ``(updated_at, id)`` given: a reader
+    catching up on fills (the trade journal) pages with the last one and sees an order again when it changes."""
+    at, last = after if after is not None else (None, 0)
+    rows = conn.execute(
+        f"SELECT {_ORDER_COLUMNS} FROM orders WHERE filled_quantity > 0 "
+        "AND (%(at)s::timestamptz IS NULL OR (updated_at, id) > (%(at)s::timestamptz, %(id)s)) "
+        "ORDER BY updated_at, id LIMIT %(n)s",
+        {"at": at, "id": last, "n": limit},
+    )
+    return [_record(r) for r in rows]
+
+
+class FillRecord(BaseModel):
+    """One fill of an order, as recorded."""
+
+    fill_key: str
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
+    fee_currency: str
+    liquidity: str
+    ts: datetime
+
+
+def fills_of(conn: Connection[TupleRow], order_id: int) -> list[FillRecord]:
+    """An order's fills, oldest first."""
+    rows = conn.execute(
+        "SELECT fill_key, quantity, price, fee, fee_currency, liquidity, ts FROM fills WHERE order_id = %s ORDER BY id",
+        (order_id,),
+    )
+    keys = ("fill_key", "quantity", "price", "fee", "fee_currency", "liquidity", "ts")
+    return [FillRecord.model_validate(dict(zip(keys, r, strict=True))) for r in rows]
+
+
 class SubmissionBusyError(IQTSError):
     """Another worker process is submitting this approval right now; try again later (nothing was sent)."""
 

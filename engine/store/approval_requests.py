@@ -185,6 +185,21 @@ def find(
     return [_row(r) for r in rows]
 
 
+def decided_after(
+    conn: Connection[TupleRow], after: tuple[datetime, str] | None, *, limit: int = 100
+) -> list[ApprovalRequest]:
+    """Requests a person decided (approved or rejected, whatever happened next), oldest decision first, after the
+    ``(decided_at, id)`` given: a reader catching up on decisions (the trade journal) pages with the last one."""
+    at, last = after if after is not None else (None, "")
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM approval_requests WHERE decided_at IS NOT NULL "
+        "AND (%(at)s::timestamptz IS NULL OR (decided_at, id) > (%(at)s::timestamptz, %(id)s)) "
+        "ORDER BY decided_at, id LIMIT %(n)s",
+        {"at": at, "id": last, "n": limit},
+    ).fetchall()
+    return [_row(r) for r in rows]
+
+
 def counts(conn: Connection[TupleRow]) -> tuple[int, int]:
     """How many requests exist, and how many of them a person decided to approve (approved, executed, failed)."""
     row = conn.execute(

@@ -22,6 +22,7 @@ class Duty(StrEnum):
     APPROVAL_EXPIRY = "approval-expiry"
     NOTIFIER = "notifier"
     AUDIT_ANCHOR = "audit-anchor"
+    JOURNAL = "journal"
     CHAT = "chat"
 
 
@@ -44,6 +45,7 @@ SERVICES: Final[tuple[Service, ...]] = (
     Service(
         Duty.AUDIT_ANCHOR, "the audit chain's head signed into the anchor file outside the database", singleton=True
     ),
+    Service(Duty.JOURNAL, "a trade-journal note in the knowledge base for each decision and fill", singleton=True),
     Service(Duty.CHAT, "the Chainlit chat hosting the agent (a child process of `iqts up`)"),
 )
 
@@ -52,7 +54,14 @@ BY_DUTY: Final[dict[Duty, Service]] = {s.duty: s for s in SERVICES}
 COMMANDS: Final[dict[str, tuple[Duty, ...]]] = {
     "up": tuple(s.duty for s in SERVICES),
     "api": (Duty.API, Duty.MCP_HTTP),
-    "worker": (Duty.EXECUTION, Duty.RISK_MONITOR, Duty.APPROVAL_EXPIRY, Duty.NOTIFIER, Duty.AUDIT_ANCHOR),
+    "worker": (
+        Duty.EXECUTION,
+        Duty.RISK_MONITOR,
+        Duty.APPROVAL_EXPIRY,
+        Duty.NOTIFIER,
+        Duty.AUDIT_ANCHOR,
+        Duty.JOURNAL,
+    ),
     "chat": (Duty.CHAT,),
 }
 """The duties each long-running command runs (``iqts mcp`` serves one stdio client and runs no duty)."""
@@ -69,6 +78,7 @@ BACKGROUND: Final[tuple[Duty, ...]] = (
     Duty.APPROVAL_EXPIRY,
     Duty.NOTIFIER,
     Duty.AUDIT_ANCHOR,
+    Duty.JOURNAL,
 )
 """The duties that run as asyncio tasks beside (or instead of) the API."""
 

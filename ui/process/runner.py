@@ -59,6 +59,10 @@ def singleton_duty(runtime: Runtime, duty: Duty) -> DutyFn:
         from approvals.notify import run_notifier
 
         return lambda stop: run_notifier(runtime, stop)
+    if duty is Duty.JOURNAL:
+        from knowledge.trade_journal import run_journal
+
+        return lambda stop: run_journal(runtime.db, stop, interval_s=settings.kb.journal_interval_s)
     if duty is Duty.AUDIT_ANCHOR:
         from engine.audit.anchor import run_anchor
 

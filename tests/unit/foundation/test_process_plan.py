@@ -21,7 +21,13 @@ def _coverage(commands: tuple[str, ...]) -> Counter[Duty]:
 
 def test_every_duty_is_a_listed_service() -> None:
     assert {s.duty for s in SERVICES} == set(Duty)
-    assert set(singletons()) == {Duty.RISK_MONITOR, Duty.APPROVAL_EXPIRY, Duty.NOTIFIER, Duty.AUDIT_ANCHOR}
+    assert set(singletons()) == {
+        Duty.RISK_MONITOR,
+        Duty.APPROVAL_EXPIRY,
+        Duty.NOTIFIER,
+        Duty.AUDIT_ANCHOR,
+        Duty.JOURNAL,
+    }
 
 
 @pytest.mark.parametrize("shape", sorted(DEPLOYMENTS))
