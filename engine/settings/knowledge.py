@@ -51,7 +51,7 @@ class KnowledgeSettings(BaseSettings):
     candidates_per_arm: int = Field(40, ge=1, le=1000)  # rows each arm (vector, full text) brings to the fusion
     rrf_k: int = Field(60, ge=1)  # reciprocal rank fusion constant (Cormack et al. 2009)
     # how the dense and full-text arms are fused (LlamaIndex QueryFusionRetriever modes; see `iqts bench knowledge`)
-    fusion: FusionMode = "relative_score"
+    fusion: FusionMode = "dist_based_score"
     hnsw_ef_search: int = Field(80, ge=1, le=1000)
     # about how many chunks the full-text arm ranks at most: a plain query's commonest words are left out of its
     # any-word match beyond it (ANALYZE's statistics; 0: every word). See docs/knowledge.md for the measured figures.
