@@ -12,7 +12,6 @@ under the restarted worker); ``make test-all`` runs every fault (``-m slow``). B
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import socket
 import subprocess
@@ -34,6 +33,7 @@ from engine.store.database import Database, connect
 from engine.store.embedded import EmbeddedPostgres
 from engine.store.migrate import upgrade
 from tests.chaos.harness import ORDER_PATH, PRICE, SYMBOL, TRADER, OwnRedis, Row, Stack, make_stack, print_table
+from tests.support.poison import POISON
 
 TABLE: list[Row] = []
 N = 3  # approvals per fault in the long table
@@ -188,18 +188,6 @@ async def test_redis_down_during_approval(stack: Stack) -> None:
     stack.redis.start()
     TABLE.append(await stack.row("Redis down during approval", ids))
     assert worker.poll() is None and api.poll() is None
-
-
-POISON = {
-    "null payload": {"p": "null"},
-    "a JSON list": {"p": "[1, 2]"},
-    "a JSON number": {"p": "42"},
-    "not JSON": {"p": "{approval_id: apr_x"},
-    "approval_id null": {"p": json.dumps({"approval_id": None})},
-    "approval_id of 10 kB": {"p": json.dumps({"approval_id": "apr_" + "x" * 10_000})},
-    "approval_id a list": {"p": json.dumps({"approval_id": ["apr_1"]})},
-    "no payload field": {"other": "1"},
-}
 
 
 @pytest.mark.slow

@@ -51,27 +51,6 @@ SERVICES: Final[tuple[Service, ...]] = (
 
 BY_DUTY: Final[dict[Duty, Service]] = {s.duty: s for s in SERVICES}
 
-COMMANDS: Final[dict[str, tuple[Duty, ...]]] = {
-    "up": tuple(s.duty for s in SERVICES),
-    "api": (Duty.API, Duty.MCP_HTTP),
-    "worker": (
-        Duty.EXECUTION,
-        Duty.RISK_MONITOR,
-        Duty.APPROVAL_EXPIRY,
-        Duty.NOTIFIER,
-        Duty.AUDIT_ANCHOR,
-        Duty.JOURNAL,
-    ),
-    "chat": (Duty.CHAT,),
-}
-"""The duties each long-running command runs (``iqts mcp`` serves one stdio client and runs no duty)."""
-
-DEPLOYMENTS: Final[dict[str, tuple[str, ...]]] = {
-    "all-in-one": ("up",),
-    "split": ("api", "worker", "chat"),
-}
-"""The supported deployment shapes: which commands run side by side (replicas of a command are allowed)."""
-
 BACKGROUND: Final[tuple[Duty, ...]] = (
     Duty.EXECUTION,
     Duty.RISK_MONITOR,
@@ -81,6 +60,20 @@ BACKGROUND: Final[tuple[Duty, ...]] = (
     Duty.JOURNAL,
 )
 """The duties that run as asyncio tasks beside (or instead of) the API."""
+
+COMMANDS: Final[dict[str, tuple[Duty, ...]]] = {
+    "up": tuple(s.duty for s in SERVICES),
+    "api": (Duty.API, Duty.MCP_HTTP),
+    "worker": BACKGROUND,
+    "chat": (Duty.CHAT,),
+}
+"""The duties each long-running command runs (``iqts mcp`` serves one stdio client and runs no duty)."""
+
+DEPLOYMENTS: Final[dict[str, tuple[str, ...]]] = {
+    "all-in-one": ("up",),
+    "split": ("api", "worker", "chat"),
+}
+"""The supported deployment shapes: which commands run side by side (replicas of a command are allowed)."""
 
 
 def duties(command: str) -> tuple[Duty, ...]:

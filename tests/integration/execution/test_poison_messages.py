@@ -8,7 +8,6 @@ Real Redis (raw XADD, as anyone who can reach it could write), the real worker, 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
@@ -24,20 +23,11 @@ from engine.runtime import Runtime
 from engine.settings import Settings
 from engine.store.database import Database
 from tests.support.orders import approve_market_buy, paper_worker, until_order_is
+from tests.support.poison import POISON as KINDS
 
 TRADER = Requester(user="tom-trader", kind="mcp", session="poison")
 
-POISON = {  # the entries of the finding, as raw stream fields
-    "null payload": {"p": "null"},
-    "a JSON list": {"p": "[1, 2]"},
-    "a JSON number": {"p": "42"},
-    "not JSON": {"p": "{approval_id: apr_x"},
-    "approval_id null": {"p": json.dumps({"approval_id": None})},
-    "approval_id of 10 kB": {"p": json.dumps({"approval_id": "apr_" + "x" * 10_000})},
-    "approval_id a list": {"p": json.dumps({"approval_id": ["apr_1"]})},
-    "no payload field": {"other": "1"},
-    "an empty object": {"p": "{}"},
-}
+POISON = {**KINDS, "an empty object": {"p": "{}"}}  # the entries of the finding, and the one handled before
 
 
 @pytest.fixture
