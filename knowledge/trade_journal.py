@@ -18,17 +18,19 @@ from typing import TYPE_CHECKING, Any, Final
 from pydantic import BaseModel
 
 from engine.errors import ValidationFailedError
-from engine.execution.oms import FillRecord, OrderRecord, fills_of, orders_filled_after
+from engine.execution.models import Fill
+from engine.execution.oms import OrderRecord, fills_of, orders_filled_after
 from engine.intents import intent_data
+from engine.risk.models import Verdict
 from engine.store import approval_requests
 from engine.store.approval_requests import ApprovalRequest
 from engine.store.database import Database
 from engine.telemetry import get_logger, redact_text
-from knowledge.docstore import PostgresKVStore
 from knowledge.models import JournalKind
 
 if TYPE_CHECKING:
     from knowledge.base import KnowledgeBase
+    from knowledge.docstore import PostgresKVStore
 
 log = get_logger(__name__)
 
@@ -57,15 +59,9 @@ def _number(value: Decimal | None) -> str:
 
 
 def _risk_line(request: ApprovalRequest) -> str:
-    verdict = request.risk_verdict
-    if not verdict:
-        return "no risk check for this kind"
-    results = verdict.get("results", [])
-    policy = verdict.get("policy_version")
-    if verdict.get("allowed"):
-        return f"passed {len(results)} rules (policy version {policy})"
-    failed = [str(r.get("rule", "?")) for r in results if not r.get("passed")]
-    return f"refused by {', '.join(failed)} (policy version {policy})"
+    if not request.risk_verdict:
+        return "none for this kind"
+    return Verdict.model_validate(request.risk_verdict).summary()
 
 
 def decision_note(request: ApprovalRequest) -> tuple[str, str, dict[str, Any]]:
@@ -75,7 +71,7 @@ def decision_note(request: ApprovalRequest) -> tuple[str, str, dict[str, Any]]:
     rationale = redact_text(request.rationale.strip())[:MAX_RATIONALE] or "none given"
     lines = [
         f"Approval request {request.id} was {decision} by {request.decided_by} at {when}: {request.describe()}.",
-        f"Requested by {request.requested_by} via {request.requester_kind}; risk check {_risk_line(request)}.",
+        f"Requested by {request.requested_by} via {request.requester_kind}; risk check: {_risk_line(request)}.",
         f"Rationale given: {rationale}",
     ]
     if request.decision_reason:
@@ -95,7 +91,7 @@ def decision_note(request: ApprovalRequest) -> tuple[str, str, dict[str, Any]]:
     return f"Decision {request.id}: {decision} {request.describe()}", "\n".join(lines), metadata
 
 
-def fill_note(order: OrderRecord, fills: list[FillRecord]) -> tuple[str, str, dict[str, Any]]:
+def fill_note(order: OrderRecord, fills: list[Fill]) -> tuple[str, str, dict[str, Any]]:
     """Title, body and metadata of the journal note about a filled (or partly filled) order."""
     fees: dict[str, Decimal] = {}
     for fill in fills:
@@ -137,7 +133,7 @@ class TradeJournal:
         self.db = db
         self.page = page
         self._kb = kb
-        self._bookmarks = PostgresKVStore(db)
+        self._store: PostgresKVStore | None = None
 
     @property
     def kb(self) -> KnowledgeBase:
@@ -146,6 +142,16 @@ class TradeJournal:
 
             self._kb = KnowledgeBase(self.db)
         return self._kb
+
+    @property
+    def _bookmarks(self) -> PostgresKVStore:
+        """The bookmark's store, imported on first use: ``knowledge.docstore`` pulls in LlamaIndex (about 2 s),
+        which must not delay the start of the worker that runs this duty."""
+        if self._store is None:
+            from knowledge.docstore import PostgresKVStore
+
+            self._store = PostgresKVStore(self.db)
+        return self._store
 
     def bookmark(self) -> Bookmark:
         stored = self._bookmarks.get(BOOKMARK_KEY, collection=BOOKMARK_COLLECTION)
@@ -163,8 +169,8 @@ class TradeJournal:
     def catch_up(self) -> JournalRound:
         """Journal every decision and filled order after the bookmark (page by page); what was written."""
         done = JournalRound()
+        mark = self.bookmark()
         while True:
-            mark = self.bookmark()
             with self.db.connection() as conn:
                 decided = approval_requests.decided_after(
                     conn, (mark.decided_at, mark.approval_id) if mark.decided_at else None, limit=self.page

@@ -48,7 +48,7 @@ from engine.execution.broker import (
     VenueUnavailableError,
     receive_window_s,
 )
-from engine.execution.models import OrderIntent, OrderStatus
+from engine.execution.models import Fill, OrderIntent, OrderStatus
 from engine.execution.modes import ModeCheck
 from engine.execution.router import Router
 from engine.portfolio.models import PortfolioSnapshot
@@ -141,26 +141,28 @@ def orders_filled_after(
     return [_record(r) for r in rows]
 
 
-class FillRecord(BaseModel):
-    """One fill of an order, as recorded."""
-
-    fill_key: str
-    quantity: Decimal
-    price: Decimal
-    fee: Decimal
-    fee_currency: str
-    liquidity: str
-    ts: datetime
-
-
-def fills_of(conn: Connection[TupleRow], order_id: int) -> list[FillRecord]:
-    """An order's fills, oldest first."""
+def fills_of(conn: Connection[TupleRow], order_id: int) -> list[Fill]:
+    """An order's recorded fills, oldest first."""
     rows = conn.execute(
-        "SELECT fill_key, quantity, price, fee, fee_currency, liquidity, ts FROM fills WHERE order_id = %s ORDER BY id",
+        "SELECT fill_key, symbol, side, quantity, price, fee, fee_currency, liquidity, ts FROM fills "
+        "WHERE order_id = %s ORDER BY id",
         (order_id,),
     )
-    keys = ("fill_key", "quantity", "price", "fee", "fee_currency", "liquidity", "ts")
-    return [FillRecord.model_validate(dict(zip(keys, r, strict=True))) for r in rows]
+    return [
+        Fill(
+            order_id=str(order_id),
+            fill_id=r[0],
+            symbol=r[1],
+            side=r[2],
+            quantity=r[3],
+            price=r[4],
+            fee=r[5],
+            fee_currency=r[6],
+            liquidity=r[7],
+            ts=r[8],
+        )
+        for r in rows
+    ]
 
 
 class SubmissionBusyError(IQTSError):
