@@ -28,6 +28,7 @@ from engine.research.service import (
     BacktestOut,
     CompareOut,
     IndicatorsOut,
+    RunList,
     StrategyList,
     StudyOut,
     WalkForwardOut,
@@ -99,7 +100,9 @@ def register(server: FastMCP[Any]) -> None:
     @server.tool(annotations=RUNS)
     async def run_backtest(
         ctx: Context[Any, Any, Any],
-        strategy: Annotated[str, Field(description="a name from list_strategies, e.g. sma_cross")],
+        strategy: Annotated[
+            str, Field(description="a name from list_strategies, e.g. sma_cross (also as written: 'SMA cross', rsi)")
+        ],
         symbol: SymbolArg,
         params: Annotated[
             dict[str, float | int] | None, Field(description="strategy parameters, e.g. {fast: 10, slow: 50}")
@@ -141,7 +144,8 @@ def register(server: FastMCP[Any]) -> None:
         ctx: Context[Any, Any, Any],
         run_id: Annotated[str, Field(min_length=3, max_length=40, description="a run id, bt_...")],
     ) -> BacktestOut:
-        """A stored backtest by id: parameters, data range and checksum, metrics, equity curve, last trades."""
+        """A stored backtest by id: parameters, data range and checksum, metrics, equity curve, last trades (an
+        unknown id's error names the newest stored runs; list_runs lists them)."""
 
         async def run(runtime: Runtime, _: User) -> BacktestOut:
             return await asyncio.to_thread(service.get_backtest, runtime.db, run_id)
@@ -248,7 +252,9 @@ def register(server: FastMCP[Any]) -> None:
     @server.tool(annotations=READ_ONLY)
     async def compare_runs(
         ctx: Context[Any, Any, Any],
-        run_ids: Annotated[list[str], Field(min_length=2, max_length=10, description="2 to 10 run ids, bt_...")],
+        run_ids: Annotated[
+            list[str], Field(min_length=2, max_length=10, description="2 to 10 run ids, bt_... (from list_runs)")
+        ],
     ) -> CompareOut:
         """Stored backtests side by side: parameters, data, costs and metrics, and which run is best on each."""
 
@@ -256,6 +262,28 @@ def register(server: FastMCP[Any]) -> None:
             return await asyncio.to_thread(service.compare_runs, runtime.db, run_ids)
 
         return await tool_call("compare_runs", ctx, {"run_ids": run_ids}, run)
+
+    @server.tool(annotations=READ_ONLY)
+    async def list_runs(
+        ctx: Context[Any, Any, Any],
+        strategy: Annotated[
+            str | None, Field(description="only runs of this strategy, as written (sma_cross, 'SMA cross', rsi)")
+        ] = None,
+        symbol: Annotated[
+            str | None, Field(description="only runs on this market, as people write it: BTC/USD, btc/usdt, BTC")
+        ] = None,
+        limit: Annotated[int, Field(ge=1, le=100, description="runs to return, newest first")] = 20,
+    ) -> RunList:
+        """The stored backtest runs, newest first (at most 100), with their ids, strategy, parameters, series and
+        headline metrics (return, Sharpe, drawdown, trades). Use it to find run ids ("my last run", "the best
+        Sharpe of my recent runs", "my sma_cross runs on BTC") for get_backtest and compare_runs instead of
+        guessing ids."""
+        args = {"strategy": strategy, "symbol": symbol, "limit": limit}
+
+        async def run(runtime: Runtime, _: User) -> RunList:
+            return await asyncio.to_thread(service.list_runs, runtime.db, limit, strategy=strategy, symbol=symbol)
+
+        return await tool_call("list_runs", ctx, args, run)
 
     @server.tool(annotations=READ_ONLY)
     async def compute_indicators(

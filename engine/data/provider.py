@@ -39,7 +39,7 @@ from pydantic import Field
 
 from engine.data.quote import Quote, history_note, make_quote
 from engine.data.store import BarStore, SeriesInfo, make_key
-from engine.data.symbols import USD_LIKE, SymbolQuery, parse_symbol_query, split_symbol
+from engine.data.symbols import USD_LIKE, SymbolQuery, matching_symbols, parse_symbol_query, split_symbol
 from engine.data.timeframes import parse_timeframe, timeframe_ms
 from engine.data.timeparse import datetime_to_ms
 from engine.errors import NotFoundError, ValidationFailedError
@@ -53,7 +53,6 @@ if TYPE_CHECKING:
 Purpose = Literal["quote", "history"]
 MIN_HISTORY_BARS: Final = 500
 """A series with fewer bars is chosen for history only when no series of the symbol has this many."""
-_DOLLARS: Final = f"{', '.join(USD_LIKE[:-1])} and {USD_LIKE[-1]} quotes"
 _CLOSE_LOOKBACK_BARS: Final = 16
 """How far back the quote looks for the last bar with a finite close (the sample has a few empty cells)."""
 
@@ -140,21 +139,7 @@ class MarketData:
 
     def _symbols(self, query: SymbolQuery) -> tuple[list[str], str | None]:
         """Stored symbols matching the query, and why when they are not exactly what was written."""
-        stored = sorted({s.symbol for s in self.series()})
-        parsed = {symbol: split_symbol(symbol) for symbol in stored}
-        same_base = [s for s, (b, _, settle) in parsed.items() if b == query.base and settle == query.settle]
-        if query.quote is None:
-            dollars = [s for s in same_base if parsed[s][1] in USD_LIKE]
-            return (dollars or same_base), None
-        exact = [s for s in same_base if parsed[s][1] == query.quote]
-        if exact:
-            return exact, None
-        if query.quote in USD_LIKE:
-            equivalent = [s for s in same_base if parsed[s][1] in USD_LIKE]
-            if equivalent:
-                serves = " / ".join(equivalent)
-                return equivalent, f"no {query.unified} is stored; {_DOLLARS} are taken as equal, so {serves} serves it"
-        return [], None
+        return matching_symbols(query, (s.symbol for s in self.series()))
 
     def choose(
         self,

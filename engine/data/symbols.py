@@ -1,4 +1,5 @@
-"""What people write for a market, read into base / quote / settle codes (``engine.data.provider`` matches them).
+"""What people write for a market, read into base / quote / settle codes, and which stored symbols that means
+(:func:`matching_symbols`; ``engine.data.provider`` chooses among their series).
 
 ``BTC``, ``btc``, ``bitcoin`` and ``xbt`` are the base BTC with no quote; ``BTC/USD``, ``btc-usd``, ``BTC_USD``,
 ``btc usd`` and ``BTCUSD`` are BTC quoted in USD; ``BTC/USDT:USDT`` is the USDT-settled perpetual. The dollar
@@ -112,3 +113,27 @@ def parse_symbol_query(
         base, quote = next((split for split in splits if split[0] in stored_bases), splits[0])
         return SymbolQuery(text=written, base=base, quote=quote, settle=settle)
     return SymbolQuery(text=written, base=_code(word, BASE_ALIASES, field, written), settle=settle)
+
+
+_DOLLARS: Final = f"{', '.join(USD_LIKE[:-1])} and {USD_LIKE[-1]} quotes"
+
+
+def matching_symbols(query: SymbolQuery, stored: Iterable[str]) -> tuple[list[str], str | None]:
+    """The ``stored`` symbols a query means, and why when they are not exactly what was written: a base alone
+    means its dollar-quoted pairs when any is stored, else every pair of that base; a dollar quote not stored is
+    served by the stored dollar quotes of the same base (USD ~ USDT ~ USDC)."""
+    symbols = sorted(set(stored))
+    parsed = {symbol: split_symbol(symbol) for symbol in symbols}
+    same_base = [s for s, (b, _, settle) in parsed.items() if b == query.base and settle == query.settle]
+    if query.quote is None:
+        dollars = [s for s in same_base if parsed[s][1] in USD_LIKE]
+        return (dollars or same_base), None
+    exact = [s for s in same_base if parsed[s][1] == query.quote]
+    if exact:
+        return exact, None
+    if query.quote in USD_LIKE:
+        equivalent = [s for s in same_base if parsed[s][1] in USD_LIKE]
+        if equivalent:
+            serves = " / ".join(equivalent)
+            return equivalent, f"no {query.unified} is stored; {_DOLLARS} are taken as equal, so {serves} serves it"
+    return [], None

@@ -17,7 +17,7 @@ import itertools
 import json
 import math
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
@@ -318,24 +318,47 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
     )
 
 
-def get_run(db: Database, run_id: str) -> RunRecord:
-    """The stored run ``run_id`` (NotFoundError otherwise)."""
+NEWEST_LISTED = 5
+"""Stored runs an unknown-id error names."""
+
+
+def _unknown_runs(db: Database, ids: list[str]) -> NotFoundError:
+    """NotFoundError for ids not stored, naming the newest stored runs so the caller can pick a real one."""
+    written = ", ".join(repr(r) for r in ids)
+    what = f"no backtest run {written}" if len(ids) == 1 else f"no backtest run(s) {written}"
     with db.connection() as conn:
-        row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM backtest_runs WHERE id = %s", (run_id.strip(),)).fetchone()
+        rows = conn.execute(
+            "SELECT id, strategy, symbol, timeframe, count(*) OVER () FROM backtest_runs "
+            "ORDER BY created_at DESC, id LIMIT %s",
+            (NEWEST_LISTED,),
+        ).fetchall()
+    if not rows:
+        return NotFoundError(f"{what}; no backtest runs are stored")
+    total = int(rows[0][4])
+    newest = ", ".join(f"{r[0]} ({r[1]} {r[2]} {r[3]})" for r in rows)
+    of = f"the newest {len(rows)} of {total} stored runs" if total > len(rows) else "the stored runs"
+    return NotFoundError(f"{what}; {of}: {newest} (list_runs or `iqts backtest list` lists them all)")
+
+
+def get_run(db: Database, run_id: str) -> RunRecord:
+    """The stored run ``run_id`` (NotFoundError naming the newest stored runs otherwise)."""
+    wanted = run_id.strip()
+    with db.connection() as conn:
+        row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM backtest_runs WHERE id = %s", (wanted,)).fetchone()
     if row is None:
-        raise NotFoundError(f"no backtest run {run_id!r} (ids look like bt_0123456789abcdef; see `iqts backtest list`)")
+        raise _unknown_runs(db, [wanted])
     return _record(row)
 
 
 def get_runs(db: Database, run_ids: list[str]) -> list[RunRecord]:
-    """Several runs in the order asked; NotFoundError names every missing id."""
+    """Several runs in the order asked; NotFoundError names every missing id and the newest stored runs."""
     ids = [r.strip() for r in run_ids]
     with db.connection() as conn:
         rows = conn.execute(f"SELECT {_RUN_COLUMNS} FROM backtest_runs WHERE id = ANY(%s)", (ids,)).fetchall()
     found = {row[0]: _record(row) for row in rows}
-    missing = [r for r in ids if r not in found]
+    missing = list(dict.fromkeys(r for r in ids if r not in found))
     if missing:
-        raise NotFoundError(f"no backtest run(s) {', '.join(repr(m) for m in missing)}")
+        raise _unknown_runs(db, missing)
     return [found[r] for r in ids]
 
 
@@ -363,16 +386,35 @@ def load_trades(db: Database, run_id: str) -> list[TradeRow]:
 
 
 def list_runs(
-    db: Database, limit: int = 20, *, strategy: str | None = None, symbol: str | None = None
+    db: Database,
+    limit: int = 20,
+    *,
+    strategy: str | None = None,
+    symbol: str | Sequence[str] | None = None,
 ) -> list[RunRecord]:
-    """The newest runs first, optionally of one strategy or symbol."""
+    """The newest runs first, optionally of one strategy and of one symbol or any of several (exact names)."""
+    symbols = [symbol] if isinstance(symbol, str) else (None if symbol is None else list(symbol))
     with db.connection() as conn:
         rows = conn.execute(
             f"SELECT {_RUN_COLUMNS} FROM backtest_runs WHERE (%s::text IS NULL OR strategy = %s) "
-            "AND (%s::text IS NULL OR symbol = %s) ORDER BY created_at DESC, id LIMIT %s",
-            (strategy, strategy, symbol, symbol, limit),
+            "AND (%s::text[] IS NULL OR symbol = ANY(%s)) ORDER BY created_at DESC, id LIMIT %s",
+            (strategy, strategy, symbols, symbols, limit),
         ).fetchall()
     return [_record(row) for row in rows]
+
+
+def run_strategies(db: Database) -> list[str]:
+    """The strategy names stored runs carry."""
+    with db.connection() as conn:
+        rows = conn.execute("SELECT DISTINCT strategy FROM backtest_runs ORDER BY strategy").fetchall()
+    return [r[0] for r in rows]
+
+
+def run_symbols(db: Database) -> list[str]:
+    """The symbols stored runs carry (``BTC/USD``: the series each run read)."""
+    with db.connection() as conn:
+        rows = conn.execute("SELECT DISTINCT symbol FROM backtest_runs ORDER BY symbol").fetchall()
+    return [r[0] for r in rows]
 
 
 def recent_runs(db: Database, limit: int = 20) -> list[RecentRun]:

@@ -306,6 +306,14 @@ def _costs(request: CostsRequest, **extra: Any) -> BacktestConfig:
     )
 
 
+def _strategy(written: str) -> str:
+    """The registered strategy name ``written`` means ("SMA cross" -> sma_cross; NotFoundError when unknown or
+    ambiguous), so every run and study records the canonical name."""
+    from engine.strategies import resolve_strategy_name
+
+    return resolve_strategy_name(written)
+
+
 def _fixed_params(strategy: str, fixed: dict[str, Any] | None) -> dict[str, Any]:
     from engine.strategies import get_strategy
 
@@ -332,6 +340,7 @@ def _study_spec(
     from engine.research.data import resolve_and_load
     from engine.research.studies import parse_objectives
 
+    strategy = _strategy(strategy)
     fixed_params = _fixed_params(strategy, fixed)
     parsed = parse_objectives(objectives)
     config = _costs(request)
@@ -500,7 +509,8 @@ def backtest(
     from engine.research.backtests import backtest as run_and_store
     from engine.strategies import get_strategy
 
-    params = get_strategy(request.strategy).validate_params(request.params).model_dump()
+    strategy = _strategy(request.strategy)
+    params = get_strategy(strategy).validate_params(request.params).model_dump()
     config = _costs(
         request,
         stop_loss=request.stop_loss,
@@ -510,7 +520,7 @@ def backtest(
     )
     outcome = run_and_store(
         db,
-        request.strategy,
+        strategy,
         request.symbol,
         actor=actor,
         params=params,
@@ -551,10 +561,31 @@ def get_backtest(db: Database, run_id: str, *, report_path: Path | None = None) 
 
 
 def list_runs(db: Database, limit: int = 20, *, strategy: str | None = None, symbol: str | None = None) -> RunList:
-    """The newest stored runs."""
+    """The newest stored runs, optionally of one strategy and one market, both as people write them: ``strategy``
+    resolves like a backtest's ("SMA cross", "rsi") among the registered and the stored names; ``symbol`` like a
+    series ("BTC" means every stored BTC dollar pair, "btc/usdt" is served by BTC/USD runs when only those are
+    stored: ``engine.data.symbols``). A market no run used gives an empty list."""
+    from engine.data.symbols import matching_symbols, parse_symbol_query, split_symbol
     from engine.research.runs import list_runs as newest
+    from engine.research.runs import run_strategies, run_symbols
+    from engine.strategies import list_strategies as registered
+    from engine.strategies import resolve_strategy_name
 
-    return RunList(runs=[_run_row(r) for r in newest(db, limit, strategy=strategy, symbol=symbol)])
+    if limit < 1:
+        raise ValidationFailedError(f"limit: must be at least 1 (got {limit})")
+    name = None
+    if strategy is not None and strategy.strip():
+        name = resolve_strategy_name(strategy, [*(s.name for s in registered()), *run_strategies(db)])
+    symbols = None
+    if symbol is not None and symbol.strip():
+        stored = run_symbols(db)
+        query = parse_symbol_query(
+            symbol, bases={split_symbol(s)[0] for s in stored}, quotes={split_symbol(s)[1] for s in stored}
+        )
+        symbols, _ = matching_symbols(query, stored)
+        if not symbols:
+            return RunList(runs=[])
+    return RunList(runs=[_run_row(r) for r in newest(db, limit, strategy=name, symbol=symbols)])
 
 
 _COMPARED = (

@@ -1,6 +1,6 @@
 """Strategy registry: each strategy is a typed parameter model plus a look-ahead-free target kernel.
 
->>> spec = get_strategy("sma_cross")
+>>> spec = get_strategy(resolve_strategy_name("SMA cross"))   # "sma_cross"
 >>> params = spec.validate_params({"fast": 10, "slow": 50})
 >>> targets = spec.signals(open_, high, low, close, volume, params)   # int8 in {-1, 0, +1}
 """
@@ -11,7 +11,7 @@ from engine.strategies.base import (
     StrategyParams,
     StrategySpec,
 )
-from engine.strategies.registry import get_strategy, list_strategies, register
+from engine.strategies.registry import get_strategy, list_strategies, register, resolve_strategy_name
 
 __all__ = [
     "EXTERNAL_TARGETS_KERNEL",
@@ -21,4 +21,5 @@ __all__ = [
     "get_strategy",
     "list_strategies",
     "register",
+    "resolve_strategy_name",
 ]

@@ -19,6 +19,7 @@ RESEARCH_TOOLS = (
     "optimize_strategy",
     "walk_forward",
     "compare_runs",
+    "list_runs",
     "compute_indicators",
 )
 YEAR_2018 = {"start": "2018-01-01T00:00:00Z", "end": "2019-01-01T00:00:00Z"}
@@ -32,7 +33,7 @@ async def test_research_tools_publish_schemas_and_annotations(mcp_api: tuple[str
     for name in RESEARCH_TOOLS:
         assert tools[name].outputSchema is not None, name
         assert tools[name].annotations is not None, name
-    for name in ("list_strategies", "get_backtest", "compare_runs", "compute_indicators"):
+    for name in ("list_strategies", "get_backtest", "compare_runs", "list_runs", "compute_indicators"):
         assert tools[name].annotations.readOnlyHint, name  # type: ignore[union-attr]
     for name in ("run_backtest", "optimize_strategy", "walk_forward"):
         assert not tools[name].annotations.readOnlyHint, name  # type: ignore[union-attr]
@@ -77,6 +78,47 @@ async def test_backtest_get_and_compare(mcp_api: tuple[str, Runtime], trader_tok
     assert second["config"]["fee"] == 0.0005
     listed = json.loads(recent.contents[0].text)  # type: ignore[union-attr]
     assert first["run_id"] in [r["id"] for r in listed]
+
+
+async def test_list_runs_finds_run_ids_and_unknown_ids_name_real_ones(
+    mcp_api: tuple[str, Runtime], trader_token: str, viewer_token: str
+) -> None:
+    url, runtime = mcp_api
+    async with session(url, trader_token) as s:
+        btc = structured(
+            await s.call_tool("run_backtest", {"strategy": "SMA cross", "symbol": "btc", "timeframe": "1h"} | YEAR_2018)
+        )
+        eth = structured(await s.call_tool("run_backtest", {"strategy": "buy and hold", "symbol": "ETH/USD"}))
+    async with session(url, viewer_token) as s:
+        tools = {t.name: t for t in (await s.list_tools()).tools}
+        newest = structured(await s.call_tool("list_runs", {"limit": 2}))
+        everything = structured(await s.call_tool("list_runs", {}))
+        of_btc = structured(await s.call_tool("list_runs", {"symbol": "btc/usdt", "strategy": "sma-cross"}))
+        of_eth = structured(await s.call_tool("list_runs", {"symbol": "ETH"}))
+        gone = await s.call_tool("get_backtest", {"run_id": "bt_gone"})
+        compared = await s.call_tool("compare_runs", {"run_ids": [btc["run_id"], "bt_gone"]})
+        too_many = await s.call_tool("list_runs", {"limit": 101})
+
+    assert "newest first" in (tools["list_runs"].description or "")
+    assert set(tools["list_runs"].inputSchema["properties"]) == {"strategy", "symbol", "limit"}
+    assert btc["strategy"] == "sma_cross" and get_run(runtime.db, btc["run_id"]).strategy == "sma_cross"
+    assert eth["strategy"] == "buy_and_hold"
+    assert [r["run_id"] for r in newest["runs"]] == [eth["run_id"], btc["run_id"]]
+    row = newest["runs"][1]
+    assert (row["strategy"], row["symbol"], row["timeframe"]) == ("sma_cross", "BTC/USD", "1h")
+    assert row["metrics"]["sharpe"] == btc["metrics"]["sharpe"] and row["params"] == btc["params"]
+    assert 2 <= len(everything["runs"]) <= 20
+    assert btc["run_id"] in [r["run_id"] for r in of_btc["runs"]]
+    assert {(r["strategy"], r["symbol"]) for r in of_btc["runs"]} == {("sma_cross", "BTC/USD")}
+    assert eth["run_id"] in [r["run_id"] for r in of_eth["runs"]]
+    assert {r["symbol"] for r in of_eth["runs"]} == {"ETH/USD"}
+    for result in (gone, compared):
+        assert result.isError
+        text = " ".join(c.text for c in result.content if hasattr(c, "text"))
+        assert "no backtest run 'bt_gone'; the " in text and "(list_runs or" in text
+        assert f"{eth['run_id']} (buy_and_hold ETH/USD 1d)" in text
+        assert f"{btc['run_id']} (sma_cross BTC/USD 1h)" in text
+    assert too_many.isError and "limit" in " ".join(c.text for c in too_many.content if hasattr(c, "text"))
 
 
 async def test_optimize_and_walk_forward_report_progress(mcp_api: tuple[str, Runtime], trader_token: str) -> None:
@@ -149,6 +191,16 @@ async def test_compute_indicators_latest_and_window(mcp_api: tuple[str, Runtime]
     ("tool", "args", "expected"),
     [
         ("run_backtest", {"strategy": "nope", "symbol": "BTC/USD"}, "unknown strategy 'nope'"),
+        (
+            "run_backtest",
+            {"strategy": "breakout", "symbol": "BTC/USD"},
+            "unknown strategy 'breakout': it could mean bollinger_breakout or donchian_breakout (available:",
+        ),
+        ("run_backtest", {"strategy": "ichimoku", "symbol": "BTC/USD"}, "unknown strategy 'ichimoku' (available:"),
+        ("walk_forward", {"strategy": "reversion", "symbol": "BTC/USD"}, "could mean bollinger_reversion or rsi"),
+        ("list_runs", {"strategy": "ichimoku"}, "unknown strategy 'ichimoku'"),
+        ("list_runs", {"symbol": "not a market!"}, "is not a market"),
+        ("list_runs", {"limit": 0}, "limit"),
         ("run_backtest", {"strategy": "sma_cross", "symbol": "BTC/USD", "params": {"fast": 1000}}, "parameter 'fast'"),
         (
             "run_backtest",

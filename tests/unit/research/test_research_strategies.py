@@ -17,7 +17,14 @@ from engine.backtest.bars import Bars
 from engine.backtest.config import BacktestConfig
 from engine.backtest.vectorized import run_backtest, run_grid, run_targets
 from engine.errors import NotFoundError, ValidationFailedError
-from engine.strategies import EXTERNAL_TARGETS_KERNEL, StrategySpec, get_strategy, list_strategies, register
+from engine.strategies import (
+    EXTERNAL_TARGETS_KERNEL,
+    StrategySpec,
+    get_strategy,
+    list_strategies,
+    register,
+    resolve_strategy_name,
+)
 from engine.strategies.base import StrategyParams
 
 BUILTINS = {
@@ -50,6 +57,122 @@ def test_unknown_strategy_names_the_available_ones() -> None:
     message = str(error.value)
     assert "sma_crossover" in message
     assert "sma_cross" in message and "buy_and_hold" in message
+
+
+@pytest.mark.parametrize(
+    ("written", "name"),
+    [
+        ("sma_cross", "sma_cross"),
+        ("  sma_cross ", "sma_cross"),
+        ("SMA_CROSS", "sma_cross"),
+        ("SMA cross", "sma_cross"),
+        ("sma-cross", "sma_cross"),
+        ("SMACross", "sma_cross"),
+        ("SMA crossover", "sma_cross"),
+        ("sma cross strategy", "sma_cross"),
+        ("sma", "sma_cross"),
+        ("EMA", "ema_cross"),
+        ("ema crossover", "ema_cross"),
+        ("macd", "macd"),
+        ("MACD", "macd"),
+        ("macd_cross", "macd"),
+        ("MACD crossover", "macd"),
+        ("macd signal line", "macd"),
+        ("rsi", "rsi_reversion"),
+        ("RSI reversion", "rsi_reversion"),
+        ("bollinger breakout", "bollinger_breakout"),
+        ("Bollinger-Reversion", "bollinger_reversion"),
+        ("bollinger bands breakout", "bollinger_breakout"),
+        ("donchian", "donchian_breakout"),
+        ("Donchian channel", "donchian_breakout"),
+        ("buy and hold", "buy_and_hold"),
+        ("Buy & Hold", "buy_and_hold"),
+        ("BuyAndHold", "buy_and_hold"),
+        ("buy-and-hold", "buy_and_hold"),
+        ("hold", "buy_and_hold"),
+    ],
+)
+def test_strategy_names_resolve_as_people_write_them(written: str, name: str) -> None:
+    assert resolve_strategy_name(written, BUILTINS) == name
+    assert resolve_strategy_name(written) == name  # the registry's own names (a test may have added one)
+
+
+def test_every_registered_name_resolves_to_itself() -> None:
+    for spec in list_strategies():
+        assert resolve_strategy_name(spec.name) == spec.name
+        assert resolve_strategy_name(spec.name.upper().replace("_", " ")) == spec.name
+
+
+@pytest.mark.parametrize(
+    ("written", "could_mean"),
+    [
+        ("breakout", "bollinger_breakout or donchian_breakout"),
+        ("bollinger", "bollinger_breakout or bollinger_reversion"),
+        ("Bollinger bands", "bollinger_breakout or bollinger_reversion"),
+        ("reversion", "bollinger_reversion or rsi_reversion"),
+        ("cross", "ema_cross or sma_cross"),
+    ],
+)
+def test_an_ambiguous_name_says_what_it_could_mean(written: str, could_mean: str) -> None:
+    with pytest.raises(NotFoundError) as error:
+        resolve_strategy_name(written, BUILTINS)
+    message = str(error.value)
+    assert message.startswith(f"unknown strategy '{written}': it could mean {could_mean} (available: ")
+    assert "sma_cross" in message and "buy_and_hold" in message
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "ichimoku",
+        "sma_corss",  # no spelling correction
+        "sma_crossover_fast",
+        "macd divergence",  # a different strategy, not macd
+        "sma cross 10 50",
+        "rsi_momentum",
+        "strategy",
+        "and",
+        "",
+        "   ",
+    ],
+)
+def test_an_unknown_name_stays_an_error(written: str) -> None:
+    with pytest.raises(NotFoundError) as error:
+        resolve_strategy_name(written, BUILTINS)
+    assert str(error.value) == (f"unknown strategy '{written.strip()}' (available: {', '.join(sorted(BUILTINS))})")
+
+
+def test_resolution_chooses_among_the_names_given() -> None:
+    assert resolve_strategy_name("macd", ["macd", "macd_fast"]) == "macd"  # the exact name wins
+    assert resolve_strategy_name("macd cross", ["macd", "macd_fast"]) == "macd"
+    assert resolve_strategy_name("macd fast", ["macd", "macd_fast"]) == "macd_fast"
+    with pytest.raises(NotFoundError, match="it could mean macd_fast or macd_slow"):
+        resolve_strategy_name("macd", ["macd_fast", "macd_slow"])
+    with pytest.raises(NotFoundError, match=r"unknown strategy 'sma_cross' \(available: macd\)"):
+        resolve_strategy_name("sma_cross", ["macd"])
+
+
+_VOCABULARY = {word for name in BUILTINS for word in name.split("_")}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=12), max_size=4))
+def test_text_sharing_no_word_with_a_name_never_resolves(words: list[str]) -> None:
+    text = " ".join(words)
+    if {w.lower() for w in words} & _VOCABULARY or "".join(words) in {n.replace("_", "") for n in BUILTINS}:
+        return
+    with pytest.raises(NotFoundError, match="unknown strategy"):
+        resolve_strategy_name(text, BUILTINS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=40))
+def test_any_text_resolves_to_a_given_name_or_fails_clearly(text: str) -> None:
+    try:
+        outcome = resolve_strategy_name(text, BUILTINS)
+    except NotFoundError as error:
+        outcome = str(error)
+    assert outcome in BUILTINS or (outcome.startswith("unknown strategy ") and "(available: " in outcome)
 
 
 @pytest.mark.parametrize(
