@@ -451,7 +451,10 @@ class KnowledgeBase:
     def search_result(
         self, query: str, k: int | None = None, kinds: Sequence[DocumentKind] | None = None, hybrid: bool = True
     ) -> SearchResult:
+        from knowledge.coverage import word_coverage
+
         hits = self.search(query, k, kinds, hybrid)
+        matched, unmatched = word_coverage(query, (f"{h.title} {h.section} {h.text}" for h in hits))
         return SearchResult(
             query=query,
             k=self.config.default_k if k is None else k,
@@ -459,6 +462,8 @@ class KnowledgeBase:
             hybrid=hybrid,
             embedder=self.embedder.name,
             hits=hits,
+            matched=matched,
+            unmatched=unmatched,
         )
 
     # ---------------------------------------------------------------- housekeeping

@@ -61,6 +61,10 @@ class SearchResult(BaseModel):
     hybrid: bool
     embedder: str
     hits: list[Hit]
+    matched: list[str] = Field(default_factory=list, description="words of the query some hit contains")
+    unmatched: list[str] = Field(
+        default_factory=list, description="words of the query that no hit contains (knowledge.coverage)"
+    )
 
     def as_untrusted_block(self) -> str:
         from knowledge.untrusted import as_untrusted_block
