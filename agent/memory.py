@@ -11,14 +11,29 @@ from collections.abc import Sequence
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage
 
 PAST_TURN_MESSAGES = 6
+APPENDIX_MARKERS = (
+    "\n\nFigures from the tool results",
+    "\n\nSources:",
+    "\n\nI tried a call that the IQTS guard blocked",
+)
+"""Where the rendered appendices of a final answer begin: the model's own words come before them. A small model
+shown an earlier answer with its figure block copies the block (and its old figures) into the next answer."""
+
+
+def own_words(message: AIMessage) -> AIMessage:
+    """An earlier answer as the model wrote it: the rendered appendices cut off."""
+    text = str(message.text)
+    cut = min((i for i in (text.find(m) for m in APPENDIX_MARKERS) if i > 0), default=-1)
+    return message if cut < 0 else message.model_copy(update={"content": text[:cut]})
 
 
 def model_window(
     messages: Sequence[AnyMessage], turn_start: int, *, past: int = PAST_TURN_MESSAGES
 ) -> list[BaseMessage]:
-    """Earlier questions and final answers (the last ``past`` of them), then everything of this turn."""
+    """Earlier questions and final answers (the last ``past`` of them, in the model's own words), then everything
+    of this turn."""
     earlier: list[BaseMessage] = [
-        m
+        own_words(m) if isinstance(m, AIMessage) else m
         for m in messages[:turn_start]
         if isinstance(m, HumanMessage) or (isinstance(m, AIMessage) and not m.tool_calls and m.content)
     ]

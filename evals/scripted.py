@@ -27,6 +27,10 @@ _REPLIES = 200  # more model calls than any scenario can ask for
 
 
 def _tool_json(message: ToolMessage) -> dict[str, Any]:
+    """The tool's structured result (what the agent keeps beside the view the model reads)."""
+    artifact = message.artifact
+    if isinstance(artifact, dict) and isinstance(artifact.get("structured"), dict):
+        return dict(artifact["structured"])
     text = str(message.content)
     body = text.split("\n", 1)[1].rsplit("\n", 1)[0] if text.startswith("<untrusted-data") else text
     try:

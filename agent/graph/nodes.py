@@ -30,9 +30,11 @@ from agent.events import (
     ToolStartEvent,
 )
 from agent.graph.prompts import system_prompt
+from agent.graph.result_view import result_view
 from agent.graph.state import AgentState
 from agent.guards.answers import NO_PROPOSAL, ProposalSummary, parse_proposals
 from agent.guards.arguments import ground_arguments
+from agent.guards.citations import citation_line
 from agent.guards.evidence import collect_evidence, numbers_in_text, numbers_in_value, to_decimal, ungrounded_numbers
 from agent.guards.figures import Figure, figure_block, figure_sources, render_figures
 from agent.guards.intake import IntakeVerdict, check_intake
@@ -47,7 +49,6 @@ from engine.untrusted import wrap_untrusted
 log = get_logger(__name__)
 
 TERMINAL = frozenset({"executed", "failed", "rejected", "expired"})
-_LIST_KEEP = 20
 
 
 @dataclass
@@ -124,27 +125,6 @@ def _artifacts(state: AgentState) -> list[tuple[str, dict[str, Any]]]:
         if structured is not None and message.status != "error":
             out.append((message.name or "tool", structured))
     return out
-
-
-def _shrink(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _shrink(v) for k, v in value.items()}
-    if isinstance(value, list):
-        if len(value) > _LIST_KEEP:
-            kept = [_shrink(v) for v in value[-_LIST_KEEP:]]
-            return [f"... {len(value) - _LIST_KEEP} earlier items omitted", *kept]
-        return [_shrink(v) for v in value]
-    return value
-
-
-def compact_result(value: Any, limit: int) -> str:
-    """A tool result as compact JSON the model can read within ``limit`` characters."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
-    if len(text) > limit:
-        text = json.dumps(_shrink(value), separators=(",", ":"), ensure_ascii=False, default=str)
-    if len(text) > limit:
-        text = text[:limit] + f" ...[cut: {len(text) - limit} more characters]"
-    return text
 
 
 # -- intake ------------------------------------------------------------------------------------------------------
@@ -416,7 +396,7 @@ async def _run_tool(
     else:
         text_result, status = str(raw), "success"
     if status != "error" and structured is not None:
-        body = compact_result(structured, deps.settings.agent_tool_result_chars)
+        body = result_view(structured, deps.settings.agent_tool_result_chars)
     else:
         body = text_result[: deps.settings.agent_tool_result_chars]
     message = ToolMessage(
@@ -603,8 +583,11 @@ def make_final(deps: AgentDeps) -> Any:
             )
         figures = render_figures(artifacts) if verdict.allowed else []
         sources |= figure_sources(figures)
+        sources |= figure_sources(render_figures(artifacts, limit=None, list_items=None))  # as the model saw them
         if from_model and figures and not proposals_raw:
             text, check = await _render_figures(text, figures, sources, deps)
+        if from_model and not proposals_raw and (cited := citation_line(artifacts, text)):
+            text = f"{text}\n\n{cited}"
         if blocked and verdict.allowed:
             notes = "; ".join(f"{b.tool}: {b.reason}" for b in blocked)
             if "blocked" not in text.lower():

@@ -1,6 +1,8 @@
 """Small models invent optional arguments (dates on every backtest, a limit price nobody asked for). For models
 that declare it, optional scalar arguments whose value the user never said are dropped before the call, so the
-server's defaults apply. Required arguments and free text (anything with a space) are kept.
+server's defaults apply; so are the choices of an optional enum list that the user never named (a search limited
+to ``kinds: [risk_policy]`` because the question said "rule" searches everything instead). Required arguments and
+free text (anything with a space) are kept.
 
 "Said" is judged by meaning, not by substring: the user's message is read once into :class:`Meaning` (the
 timeframes, assets, numbers, periods, dates and words it names), and a value counts as said when it means one of
@@ -372,6 +374,18 @@ def _said(value: Any, meaning: Meaning) -> bool:
     return True  # lists and objects are checked field by field or kept
 
 
+def _is_choice_list(value: Any, schema: Mapping[str, Any]) -> bool:
+    """A list of choices from an enum (``kinds: [note, journal]``): each choice must be said, like a scalar."""
+    items = schema.get("items") if isinstance(schema, Mapping) else None
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(v, str) for v in value)
+        and isinstance(items, Mapping)
+        and "enum" in items
+    )
+
+
 def ground_arguments(
     args: Mapping[str, Any], schema: Mapping[str, Any], said: str | Meaning, path: str = ""
 ) -> tuple[dict[str, Any], list[str]]:
@@ -388,6 +402,11 @@ def ground_arguments(
             inner, lost = ground_arguments(value, sub, meaning, where + ".")
             kept[name] = inner
             dropped += lost
+        elif name not in required and _is_choice_list(value, sub):
+            chosen = [v for v in value if meaning.says_string(v)]
+            if chosen:
+                kept[name] = chosen
+            dropped += [f"{where}[{v}]" for v in value if v not in chosen] if chosen else [where]
         elif name not in required and not _said(value, meaning):
             dropped.append(where)
         else:

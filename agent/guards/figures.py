@@ -88,6 +88,10 @@ LABELS: dict[str, str] = {
 }
 MAX_FIGURES = 16
 _LIST_ITEMS = 5
+NOT_FIGURES: frozenset[str] = frozenset({"parameters", "bounds", "search_space"})
+"""Keys whose subtree describes a schema (a parameter's low and high bounds), not figures of a result."""
+FIGURELESS_TOOLS: frozenset[str] = frozenset({"list_strategies", "search_knowledge", "add_note", "list_markets"})
+"""Tools whose results are catalogues or passages: their numbers are not figures to report."""
 
 
 class Figure(BaseModel):
@@ -145,7 +149,8 @@ def render(kind: Kind, value: Decimal, *, currency: str = "", asset: str = "", u
     return _trim(value, 8) + (f" {asset}" if asset else "")
 
 
-def _context(node: Mapping[str, Any], parent: str) -> str:
+def context_of(node: Mapping[str, Any], parent: str) -> str:
+    """Which series and period a result node is about (its parent's when it does not say)."""
     symbol = node.get("symbol")
     timeframe = node.get("timeframe")
     start, end = node.get("start"), node.get("end")
@@ -156,7 +161,8 @@ def _context(node: Mapping[str, Any], parent: str) -> str:
     return text or parent
 
 
-def _currencies(node: Mapping[str, Any], inherited: tuple[str, str]) -> tuple[str, str]:
+def currencies_of(node: Mapping[str, Any], inherited: tuple[str, str]) -> tuple[str, str]:
+    """(asset, quote currency) a result node's amounts and prices are in."""
     symbol = node.get("symbol")
     asset, quote = inherited
     if isinstance(symbol, str) and "/" in symbol:
@@ -167,39 +173,61 @@ def _currencies(node: Mapping[str, Any], inherited: tuple[str, str]) -> tuple[st
     return asset, quote
 
 
-def _walk(
-    tool: str, node: Mapping[str, Any], path: str, context: str, money: tuple[str, str], out: list[Figure]
-) -> None:
-    context = _context(node, context)
-    money = _currencies(node, money)
+def figure_of(key: str, value: Any, money: tuple[str, str]) -> tuple[Kind, Decimal, str] | None:
+    """(kind, value, rendered text) when ``key: value`` is a known figure, else None."""
+    kind = KINDS.get(key)
+    number = _decimal(value) if kind is not None else None
+    if kind is None or number is None:
+        return None
     asset, quote = money
+    currency = quote if kind in ("money", "price") else ""
+    if kind == "money" and not currency:
+        currency = "USD"
+    return kind, number, render(kind, number, currency=currency, asset=asset, unit=UNITS.get(key, ""))
+
+
+def _walk(
+    tool: str,
+    node: Mapping[str, Any],
+    path: str,
+    context: str,
+    money: tuple[str, str],
+    out: list[Figure],
+    list_items: int | None,
+) -> None:
+    context = context_of(node, context)
+    money = currencies_of(node, money)
     for key, value in node.items():
         where = f"{path}{key}"
+        if key in NOT_FIGURES:
+            continue
         if isinstance(value, Mapping):
-            _walk(tool, value, where + ".", context, money, out)
+            _walk(tool, value, where + ".", context, money, out, list_items)
             continue
         if isinstance(value, list):
-            for i, item in enumerate(value[:_LIST_ITEMS]):
+            for i, item in enumerate(value if list_items is None else value[:list_items]):
                 if isinstance(item, Mapping):
-                    _walk(tool, item, f"{where}[{i}].", context, money, out)
+                    _walk(tool, item, f"{where}[{i}].", context, money, out, list_items)
             continue
-        kind = KINDS.get(key)
-        number = _decimal(value) if kind is not None else None
-        if kind is None or number is None:
-            continue
-        currency = quote if kind in ("money", "price") else ""
-        if kind == "money" and not currency:
-            currency = "USD"
-        text = render(kind, number, currency=currency, asset=asset, unit=UNITS.get(key, ""))
-        out.append(Figure(tool=tool, path=where, kind=kind, value=number, text=text, context=context))
+        figure = figure_of(key, value, money)
+        if figure is not None:
+            kind, number, text = figure
+            out.append(Figure(tool=tool, path=where, kind=kind, value=number, text=text, context=context))
 
 
-def render_figures(artifacts: Iterable[tuple[str, Mapping[str, Any]]]) -> list[Figure]:
-    """Every known figure of this turn's structured tool results, rendered (at most :data:`MAX_FIGURES`)."""
+def render_figures(
+    artifacts: Iterable[tuple[str, Mapping[str, Any]]],
+    *,
+    limit: int | None = MAX_FIGURES,
+    list_items: int | None = _LIST_ITEMS,
+) -> list[Figure]:
+    """Every known figure of this turn's structured tool results, rendered (at most ``limit``, from the first
+    ``list_items`` of each list; None: all). Catalogue tools (:data:`FIGURELESS_TOOLS`) have none."""
     out: list[Figure] = []
     for tool, result in artifacts:
-        _walk(tool, result, "", "", ("", ""), out)
-    return out[:MAX_FIGURES]
+        if tool not in FIGURELESS_TOOLS:
+            _walk(tool, result, "", "", ("", ""), out, list_items)
+    return out if limit is None else out[:limit]
 
 
 def figure_sources(figures: Iterable[Figure]) -> set[Decimal]:

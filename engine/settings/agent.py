@@ -33,7 +33,9 @@ class AgentSettings(BaseSettings):
     agent_error_retries: int = Field(
         2, ge=0, le=10, description="further model steps after failed tool calls, with the error in view"
     )
-    agent_tool_result_chars: int = Field(6000, ge=500, description="longest tool result the model reads")
+    agent_tool_result_chars: int = Field(
+        3500, ge=500, description="longest tool result the model reads (its view: agent.graph.result_view)"
+    )
     agent_approval_wait_s: float = Field(
         10.0, ge=0, description="after a decision, how long to wait for the execution worker's result"
     )

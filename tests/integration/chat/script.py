@@ -22,7 +22,11 @@ _SYMBOL = re.compile(r"\b([A-Z]{2,10}/[A-Z]{2,10})\b")
 
 
 def tool_json(message: ToolMessage) -> dict[str, Any]:
-    """The JSON a tool returned, unwrapped from the agent's untrusted-data marker."""
+    """The structured result a tool returned (the agent keeps it beside the view the model reads); the text of an
+    error otherwise, unwrapped from the agent's untrusted-data marker."""
+    artifact = message.artifact
+    if message.status != "error" and isinstance(artifact, dict) and isinstance(artifact.get("structured"), dict):
+        return dict(artifact["structured"])
     text = str(message.content)
     body = text.split("\n", 1)[1].rsplit("\n", 1)[0] if text.startswith("<untrusted-data") else text
     try:

@@ -145,3 +145,36 @@ def test_required_arguments_and_free_text_are_always_kept() -> None:
         {"strategy": "anything", "account": "because the user asked"}, SCHEMA, "backtest something"
     )
     assert out == {"strategy": "anything", "account": "because the user asked"} and dropped == []
+
+
+SEARCH: dict[str, Any] = {
+    "type": "object",
+    "required": ["query"],
+    "properties": {
+        "query": {"type": "string"},
+        "kinds": {"type": "array", "items": {"type": "string", "enum": ["note", "strategy", "risk_policy", "journal"]}},
+        "tags": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("said", "kinds", "expected", "lost"),
+    [
+        ("What does my stop-loss rule say?", ["risk_policy"], None, ["kinds"]),
+        ("What do my notes say about ETH?", ["note", "strategy"], ["note"], ["kinds[strategy]"]),
+        ("Search my journal and my notes for LTC", ["journal", "note"], ["journal", "note"], []),
+        ("what is in the risk policy", ["risk_policy"], ["risk_policy"], []),
+    ],
+)
+def test_choices_of_an_optional_enum_list_are_kept_only_when_named(
+    said: str, kinds: list[str], expected: list[str] | None, lost: list[str]
+) -> None:
+    out, dropped = ground_arguments({"query": "stop loss", "kinds": kinds}, SEARCH, said)
+    assert out.get("kinds") == expected and dropped == lost
+    assert out["query"] == "stop loss"
+
+
+def test_a_free_list_is_not_filtered_as_choices() -> None:
+    out, dropped = ground_arguments({"query": "eth", "tags": ["thesis"]}, SEARCH, "find my eth notes")
+    assert out["tags"] == ["thesis"] and dropped == []

@@ -3,7 +3,6 @@ checkpoints that outlive the process's objects, and the guards (injection, appro
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -28,11 +27,12 @@ from tests.unit.agent.conftest import APPROVER, FILL_PRICE, CopilotFactory, exec
 
 
 def tool_result(messages: Sequence[BaseMessage], name: str) -> dict[str, Any]:
-    """The JSON a tool returned, as the model read it (inside its untrusted-data wrapper)."""
+    """The structured result a tool returned; the model read its view, inside the untrusted-data wrapper."""
     message = next(m for m in reversed(messages) if isinstance(m, ToolMessage) and m.name == name)
     text = str(message.content)
     assert text.startswith(f'<untrusted-data source="tool:{name}">') and text.endswith("</untrusted-data>")
-    return dict(json.loads(text.split("\n", 1)[1].rsplit("\n", 1)[0]))
+    assert isinstance(message.artifact, dict)
+    return dict(message.artifact["structured"])
 
 
 def price_answer(messages: Sequence[BaseMessage]) -> AIMessage:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
-from agent.models import describe_model, parse_spec
+from agent.models import constrained, describe_model, parse_spec
 from agent.models.constrained import (
     ConstrainedOutputError,
     decision_schema,
@@ -188,3 +188,15 @@ def test_worked_examples_only_name_bound_tools() -> None:
     text = output_instructions(ticker)
     assert '"tool": "get_ticker"' in text and 'propose_order"' not in text
     assert "Examples:" not in output_instructions([])
+
+
+def test_an_answer_cut_off_at_its_limit_ends_at_its_last_sentence() -> None:
+    specs = tool_specs([])
+    long = "The total return was 393.39 %. " * 40
+    cut = long[: constrained.ANSWER_LIMIT]
+    decision = parse_decision(json.dumps({"tool": constrained.FINAL_ANSWER, "answer": cut}), specs)
+    assert decision.answer is not None and decision.answer.endswith("393.39 %.")
+    assert len(decision.answer) < constrained.ANSWER_LIMIT
+    short = parse_decision(json.dumps({"tool": constrained.FINAL_ANSWER, "answer": "Done, no full stop"}), specs)
+    assert short.answer == "Done, no full stop"
+    assert constrained.whole_sentences("no sentence end at all") == "no sentence end at all"
