@@ -35,7 +35,7 @@ COVERAGE = @mkdir -p $(dir $(COVERAGE_FILE)) && rm -f $(COVERAGE_FILE)*
 test:
 	@scripts/bootstrap.sh env redis browser kernels
 	$(COVERAGE)
-	$(PYTEST) -m "not slow" -q --cov --cov-report=
+	$(PYTEST) -m "not slow" -q --cov --cov-report= --durations=25
 	$(RUN) python scripts/coverage_by_package.py
 
 test-all:

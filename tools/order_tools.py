@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from mcp.server.fastmcp import Context, FastMCP
 from mcp.types import ToolAnnotations
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from approvals import service as approvals
 from approvals.service import ApprovalRequest, CancelOrder, Evidence, ReleaseKillSwitch, Requester
@@ -45,8 +45,23 @@ class OrderRequest(BaseModel):
     def intent(self, mode: str) -> OrderIntent:
         try:
             return OrderIntent.model_validate({**self.model_dump(), "mode": mode})
+        except ValidationError as error:
+            raise ValidationFailedError(_order_error(error)) from None
         except ValueError as error:
             raise ValidationFailedError(str(error).splitlines()[-1] if str(error) else "invalid order") from None
+
+
+def _order_error(error: ValidationError) -> str:
+    """The first problem of an order, naming its field (pydantic's last line is only a link to its docs)."""
+    first = error.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "order"
+    if first["type"] == "string_pattern_mismatch" and field == "symbol":
+        return (
+            f"order.symbol: {first.get('input')!r} is not a market; write BASE/QUOTE as the exchange lists it, "
+            "e.g. BTC/USD or ETH/USDT"
+        )
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"order.{field}: {message}" if field != "order" else message
 
 
 class PositionOut(BaseModel):

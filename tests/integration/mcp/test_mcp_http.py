@@ -132,6 +132,28 @@ async def test_a_viewer_cannot_propose(mcp_api: tuple[str, Runtime], viewer_toke
     assert "needs trader" in result.content[0].text  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize(
+    ("order", "expected"),
+    [
+        ({"symbol": "BTC", "side": "buy", "quantity": "0.01"}, "order.symbol: 'BTC' is not a market"),
+        ({"symbol": "BTC/USD", "side": "buy", "quantity": "0.01", "type": "limit"}, "a limit order needs a price"),
+    ],
+)
+async def test_an_order_that_is_not_one_names_its_field_and_files_nothing(
+    mcp_api: tuple[str, Runtime], trader_token: str, order: dict[str, Any], expected: str
+) -> None:
+    """The model corrects a call from its error: the error says which field and how (not pydantic's docs link)."""
+    url, _ = mcp_api
+    async with session(url, trader_token) as s:
+        before = structured(await s.call_tool("list_approvals", {"limit": 200}))["approvals"]
+        result = await s.call_tool("propose_order", {"order": order})
+        after = structured(await s.call_tool("list_approvals", {"limit": 200}))["approvals"]
+    text = " ".join(c.text for c in result.content if hasattr(c, "text"))
+    assert result.isError and expected in text
+    assert "errors.pydantic.dev" not in text and "Traceback" not in text
+    assert len(after) == len(before)
+
+
 async def test_propose_order_files_a_pending_request_and_executes_nothing(
     mcp_api: tuple[str, Runtime], trader_token: str
 ) -> None:
