@@ -397,12 +397,24 @@ _EXECUTED = re.compile(
 _NEGATED = re.compile(r"\b(?:not|never|no|nothing|isn't|wasn't|hasn't|haven't|until|once|after|when|if)\b", re.I)
 
 
+_RESEARCH = re.compile(r"\b(?:backtests?|stud(?:y|ies)|optimi[sz]ation|walk-forward|simulation)\b", re.I)
+_TRADING = re.compile(r"\b(?:orders?|trades?|bought|sold|buy|sell|position|fill(?:ed)?)\b", re.I)
+
+
 def claims_execution(text: str) -> bool:
-    """The text says an order was executed / filled / placed (and the sentence does not negate it)."""
+    """The text says an order was executed / filled / placed (and the sentence does not negate it). A research
+    run that "was completed" (a backtest, a study) is not an execution."""
     for sentence in re.split(r"(?<=[.!?\n])\s+", text):
         match = _EXECUTED.search(sentence)
-        if match and not _NEGATED.search(sentence[: match.start()] + " " + sentence[match.end() : match.end() + 40]):
-            return True
+        if not match or _NEGATED.search(sentence[: match.start()] + " " + sentence[match.end() : match.end() + 40]):
+            continue
+        if (
+            match.group(0).lower().endswith("completed")
+            and _RESEARCH.search(sentence)
+            and not _TRADING.search(sentence)
+        ):
+            continue
+        return True
     return False
 
 

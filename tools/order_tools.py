@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, ValidationError
 from approvals import service as approvals
 from approvals.service import ApprovalRequest, CancelOrder, Evidence, ReleaseKillSwitch, Requester
 from approvals.users import Role, User
+from engine.data.provider import market_symbol
 from engine.errors import ValidationFailedError
 from engine.execution.models import OrderIntent, OrderSide, OrderType, TimeInForce
 from engine.intents import intent_data
@@ -22,6 +23,7 @@ from engine.risk.killswitch import engage
 from engine.risk.models import Verdict
 from engine.risk.monitor import RiskStatus, risk_status
 from engine.runtime import Runtime
+from engine.store.database import Database
 from engine.untrusted import wrap_untrusted
 from tools.context import tool_call
 
@@ -32,7 +34,7 @@ PROPOSES = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotent
 class OrderRequest(BaseModel):
     """An order to propose or check. Omit what the user did not say (no invented prices)."""
 
-    symbol: str = Field(description="unified symbol, e.g. BTC/USD")
+    symbol: str = Field(description="market, e.g. BTC/USD (an asset alone, e.g. BTC, is read as its priced market)")
     side: OrderSide
     quantity: Decimal = Field(gt=0, description="in base currency units, e.g. 0.01 BTC")
     type: OrderType = OrderType.MARKET
@@ -41,6 +43,11 @@ class OrderRequest(BaseModel):
     account: str = "paper"
     time_in_force: TimeInForce = TimeInForce.GTC
     strategy: str | None = None
+
+    def read_symbol(self, db: Database) -> tuple[OrderRequest, str | None]:
+        """This order with its symbol read as a market ("BTC" -> BTC/USD), and how it was read."""
+        symbol, note = market_symbol(db, self.symbol)
+        return (self if note is None else self.model_copy(update={"symbol": symbol})), note
 
     def intent(self, mode: str) -> OrderIntent:
         try:
@@ -96,6 +103,7 @@ class CheckOut(BaseModel):
     allowed: bool
     summary: str
     verdict: Verdict
+    read_as: str | None = Field(None, description="how the order's symbol as written was read, when it was")
 
 
 class ApprovalOut(BaseModel):
@@ -117,6 +125,7 @@ class ApprovalOut(BaseModel):
     result: dict[str, Any] | None
     inbox_url: str
     note: str
+    read_as: str | None = Field(None, description="how the order's symbol as written was read, when it was")
 
 
 class ApprovalList(BaseModel):
@@ -230,9 +239,10 @@ def register(server: FastMCP[Any]) -> None:
         """Run the pre-trade risk check on an order without proposing it: each rule with its reason."""
 
         async def run(runtime: Runtime, _: User) -> CheckOut:
-            intent = order.intent(runtime.settings.mode)
+            read, read_as = await asyncio.to_thread(order.read_symbol, runtime.db)
+            intent = read.intent(runtime.settings.mode)
             verdict = await asyncio.to_thread(approvals.check_order, runtime.db, runtime.settings, intent)
-            return CheckOut(allowed=verdict.allowed, summary=verdict.summary(), verdict=verdict)
+            return CheckOut(allowed=verdict.allowed, summary=verdict.summary(), verdict=verdict, read_as=read_as)
 
         return await tool_call("check_order", ctx, {"order": order}, run)
 
@@ -247,7 +257,8 @@ def register(server: FastMCP[Any]) -> None:
         the risk verdict and the inbox URL where a person approves or rejects it."""
 
         async def run(runtime: Runtime, user: User) -> ApprovalOut:
-            intent = order.intent(runtime.settings.mode)
+            read, read_as = await asyncio.to_thread(order.read_symbol, runtime.db)
+            intent = read.intent(runtime.settings.mode)
             request = await approvals.request_decision(
                 runtime.db,
                 runtime.bus,
@@ -257,7 +268,7 @@ def register(server: FastMCP[Any]) -> None:
                 rationale,
                 evidence or [],
             )
-            return _approval_out(request, runtime)
+            return _approval_out(request, runtime).model_copy(update={"read_as": read_as})
 
         args = {"order": order, "rationale": rationale, "evidence": evidence}
         return await tool_call("propose_order", ctx, args, run, role=Role.TRADER)

@@ -176,7 +176,7 @@ def make_agent(deps: AgentDeps) -> Any:
             )
             return {"messages": [AIMessage(content=text)], "steps": steps}
         failures = [FailedCall.model_validate(f) for f in state.get("failures", [])]
-        if len(failures) > deps.settings.agent_error_retries:
+        if len(failures) > deps.settings.agent_error_retries or repeated_a_failure(state):
             return {"messages": [AIMessage(content=gave_up(failures))], "steps": steps}
         window = [SystemMessage(content=prompt), *model_window(state["messages"], state.get("turn_start", 0))]
         recovery = _recovery_hint(state, failures, deps.settings.agent_error_retries)
@@ -253,7 +253,8 @@ def _is_blocked(message: ToolMessage) -> bool:
 
 def gave_up(failures: list[FailedCall]) -> str:
     """The answer when the bound on corrections is reached: what failed, in the tools' own words."""
-    lines = [f"- {f.tool}: {f.error}" for f in failures[-3:]]
+    distinct = [f for f in failures if not f.error.startswith("this exact call")] or failures
+    lines = list(dict.fromkeys(f"- {f.tool}: {f.error}" for f in distinct))[-3:]
     return (
         f"I could not complete this: {len(failures)} tool calls failed and I stopped correcting them. The last "
         "errors were:\n" + "\n".join(lines) + "\nTell me which of the valid values you meant and I will try again."
@@ -304,6 +305,7 @@ def make_tools(deps: AgentDeps) -> Any:
         blocked = list(state.get("blocked", []))
         failures = [FailedCall.model_validate(f) for f in state.get("failures", [])]
         dropped = last.additional_kwargs.get("iqts_dropped", {})
+        answered = _answered_calls(state)
         out: list[ToolMessage] = []
         pending: dict[str, Any] | None = None
         for call in last.tool_calls:
@@ -330,9 +332,14 @@ def make_tools(deps: AgentDeps) -> Any:
                 )
                 _emit(ToolEndEvent(call_id=call_id, tool=name, status="blocked", reason=reason))
                 continue
-            repeated = next((f for f in failures if f.signature == call_signature(name, args)), None)
-            if repeated is not None:  # the same call fails the same way: say so instead of sending it again
-                reason = f"this exact call already failed ({repeated.error[:300]}); change the arguments"
+            signature = call_signature(name, args)
+            repeated = next((f for f in failures if f.signature == signature), None)
+            if repeated is not None or signature in answered:  # the same call again: say so instead of sending it
+                reason = (
+                    f"this exact call already failed ({repeated.error[:300]}); change the arguments"
+                    if repeated is not None
+                    else "this exact call was already made this turn and its result is above: answer from it"
+                )
                 failures.append(FailedCall(tool=name, arguments=args, error=reason))
                 out.append(
                     ToolMessage(
@@ -340,13 +347,15 @@ def make_tools(deps: AgentDeps) -> Any:
                         tool_call_id=call_id,
                         name=name,
                         status="error",
-                        artifact={"structured": None, "text": reason},
+                        artifact={"structured": None, "text": reason, "repeat": "failed" if repeated else "ok"},
                     )
                 )
                 _emit(ToolEndEvent(call_id=call_id, tool=name, status="error", text=reason))
                 continue
             message, structured, duration = await _run_tool(tool, call_id, name, args, config, deps)
             out.append(message)
+            if message.status != "error":
+                answered.add(signature)
             status = "error" if message.status == "error" else "ok"
             if status == "error":
                 text = message.artifact.get("text", "") if isinstance(message.artifact, dict) else ""
@@ -374,6 +383,28 @@ def make_tools(deps: AgentDeps) -> Any:
         }
 
     return tools
+
+
+def _answered_calls(state: AgentState) -> set[str]:
+    """Signatures of this turn's calls that returned a result (not an error)."""
+    ok = {m.tool_call_id for m in _tool_results(state) if m.status != "error"}
+    return {
+        call_signature(call["name"], call["args"])
+        for message in _turn(state)
+        if isinstance(message, AIMessage)
+        for call in message.tool_calls
+        if call.get("id") in ok
+    }
+
+
+def repeated_a_failure(state: AgentState) -> bool:
+    """The last step repeated a call that had already failed: more steps would only repeat it again."""
+    for message in reversed(_turn(state)):
+        if not isinstance(message, ToolMessage):
+            return False
+        if isinstance(message.artifact, Mapping) and message.artifact.get("repeat") == "failed":
+            return True
+    return False
 
 
 async def _run_tool(

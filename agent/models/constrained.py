@@ -27,6 +27,8 @@ ANSWER_LIMIT = 1200
 are rendered under it, so the model's words need not be long. An answer cut off there ends at its last sentence."""
 _DROP_KEYS = {"title", "default", "examples", "pattern", "$schema", "exclusiveMinimum", "exclusiveMaximum"}
 _MAX_DEPTH = 24
+MAP_VALUE: dict[str, Any] = {"anyOf": [{"type": "number"}, {"type": "boolean"}, {"type": "string", "maxLength": 64}]}
+"""The values of a map whose schema does not say (``additionalProperties: true``)."""
 
 
 class ConstrainedOutputError(ValueError):
@@ -102,6 +104,13 @@ def strict_schema(schema: Mapping[str, Any], root: Mapping[str, Any] | None = No
         out["maxLength"] = DEFAULT_STRING_LIMIT  # a small model can loop inside a string: bound it
     if out.get("type") == "object" or "properties" in out:
         out["type"] = "object"
+        values = node.get("additionalProperties")
+        if not out.get("properties") and values not in (None, False):  # a map (``dict[str, float]``): keep it one
+            out["properties"] = {}
+            out["additionalProperties"] = (
+                strict_schema(values, root, depth + 1) if isinstance(values, dict) else dict(MAP_VALUE)
+            )
+            return out
         out.setdefault("properties", {})
         out["additionalProperties"] = False
         if "required" in out:
@@ -166,6 +175,8 @@ def _render(schema: Mapping[str, Any], depth: int = 0) -> str:
     if "const" in schema:
         return json.dumps(schema["const"])
     kind = schema.get("type")
+    if kind == "object" and not schema.get("properties") and isinstance(schema.get("additionalProperties"), dict):
+        return f"{{<name>: {_render(schema['additionalProperties'], depth + 1)}, ...}}"
     if kind == "object":
         required = set(schema.get("required", []))
         fields = []

@@ -30,6 +30,7 @@ its series, so the difference is always visible; pass ``timeframe``/``exchange``
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -374,6 +375,23 @@ def choose_series(
 ) -> SeriesChoice:
     """``MarketData(db).choose(...)``: the series a request means, by the documented rule."""
     return MarketData(db).choose(symbol, timeframe=timeframe, exchange=exchange, purpose=purpose)
+
+
+def market_symbol(db: Database, symbol: str) -> tuple[str, str | None]:
+    """The market an order for ``symbol`` means, and how it was read (None when it was already one).
+
+    A symbol written as a market (``BASE/QUOTE``, as ccxt lists it) is never changed: an order is for exactly the
+    market named (a malformed one such as ``BTC/`` is left for the order's validation to refuse). A bare asset or
+    name ("BTC", "bitcoin") is read as the market with a known price it means, by the quote rule
+    (``choose(purpose="quote")``); nothing stored for it is the NotFoundError listing what is.
+    """
+    from engine.execution.models import SYMBOL_PATTERN
+
+    written = symbol.strip()
+    if re.fullmatch(SYMBOL_PATTERN, written) or "/" in written:
+        return written, None  # a market, or a malformed one: the order's validation names the problem
+    choice = MarketData(db).choose(written, purpose="quote")
+    return choice.symbol, f"symbol {written!r} read as {choice.symbol}"
 
 
 def get_quote(db: Database, symbol: str, *, timeframe: str | None = None, exchange: str | None = None) -> Quote:

@@ -135,7 +135,8 @@ async def test_a_viewer_cannot_propose(mcp_api: tuple[str, Runtime], viewer_toke
 @pytest.mark.parametrize(
     ("order", "expected"),
     [
-        ({"symbol": "BTC", "side": "buy", "quantity": "0.01"}, "order.symbol: 'BTC' is not a market"),
+        ({"symbol": "DOGE", "side": "buy", "quantity": "0.01"}, "symbol: no stored data for DOGE"),
+        ({"symbol": "BTC/", "side": "buy", "quantity": "0.01"}, "symbol"),
         ({"symbol": "BTC/USD", "side": "buy", "quantity": "0.01", "type": "limit"}, "a limit order needs a price"),
     ],
 )
@@ -152,6 +153,26 @@ async def test_an_order_that_is_not_one_names_its_field_and_files_nothing(
     assert result.isError and expected in text
     assert "errors.pydantic.dev" not in text and "Traceback" not in text
     assert len(after) == len(before)
+
+
+async def test_an_asset_alone_is_read_as_its_priced_market_and_the_result_says_so(
+    mcp_api: tuple[str, Runtime], trader_token: str
+) -> None:
+    url, _ = mcp_api
+    async with session(url, trader_token) as s:
+        checked = structured(
+            await s.call_tool("check_order", {"order": {"symbol": "bitcoin", "side": "buy", "quantity": "0.01"}})
+        )
+        out = structured(
+            await s.call_tool("propose_order", {"order": {"symbol": "BTC", "side": "buy", "quantity": "0.01"}})
+        )
+        exact = structured(
+            await s.call_tool("check_order", {"order": {"symbol": "BTC/USD", "side": "buy", "quantity": "0.01"}})
+        )
+    assert checked["read_as"] == "symbol 'bitcoin' read as BTC/USD"
+    assert out["intent"]["symbol"] == "BTC/USD" and out["read_as"] == "symbol 'BTC' read as BTC/USD"
+    assert out["status"] in ("pending", "rejected") and "BTC/USD" in out["summary"]
+    assert exact["read_as"] is None  # a market as written is never changed
 
 
 async def test_propose_order_files_a_pending_request_and_executes_nothing(

@@ -28,7 +28,9 @@ from tests.unit.agent.conftest import APPROVER, FILL_PRICE, CopilotFactory, exec
 
 def tool_result(messages: Sequence[BaseMessage], name: str) -> dict[str, Any]:
     """The structured result a tool returned; the model read its view, inside the untrusted-data wrapper."""
-    message = next(m for m in reversed(messages) if isinstance(m, ToolMessage) and m.name == name)
+    message = next(
+        m for m in reversed(messages) if isinstance(m, ToolMessage) and m.name == name and m.status != "error"
+    )
     text = str(message.content)
     assert text.startswith(f'<untrusted-data source="tool:{name}">') and text.endswith("</untrusted-data>")
     assert isinstance(message.artifact, dict)

@@ -41,18 +41,34 @@ async def test_a_wrong_first_call_then_a_corrected_one_succeeds(copilot: Copilot
     assert ends[1].result is not None and str(ends[1].result["last"]) in answer.text
 
 
-async def test_the_same_failed_call_is_not_sent_twice(copilot: CopilotFactory) -> None:
+async def test_the_same_failed_call_is_not_sent_twice_and_ends_the_turn(copilot: CopilotFactory) -> None:
+    """A model that repeats a failed call would only repeat it again: the turn ends with the error, in the server's
+    words and once, and the model is not asked again."""
     script = [
         tool_call("get_ticker", symbol="DOGE/USD"),
         tool_call("get_ticker", symbol="DOGE/USD"),
         tool_call("get_ticker", symbol="BTC/USD"),
         price_answer,
     ]
-    async with copilot(script) as (c, _):
+    async with copilot(script) as (c, model):
         events = await c.ask(Copilot.new_thread_id(), "What is the last bitcoin price?")
     ends = [e for e in events if isinstance(e, ToolEndEvent)]
-    assert [e.status for e in ends] == ["error", "error", "ok"]
+    assert [e.status for e in ends] == ["error", "error"]
     assert "already failed" in ends[1].text and ends[1].duration_ms == 0.0  # not sent to the server
+    assert model.position[0] == 2
+    answer = final(events).text
+    assert answer.startswith("I could not complete this") and answer.count("no stored data for DOGE/USD") == 1
+    assert "this exact call" not in answer
+
+
+async def test_a_call_already_answered_is_not_sent_again(copilot: CopilotFactory) -> None:
+    script = [tool_call("get_ticker", symbol="BTC/USD"), tool_call("get_ticker", symbol="BTC/USD"), price_answer]
+    async with copilot(script) as (c, model):
+        events = await c.ask(Copilot.new_thread_id(), "What is the last bitcoin price?")
+    ends = [e for e in events if isinstance(e, ToolEndEvent)]
+    assert [e.status for e in ends] == ["ok", "error"]
+    assert "already made this turn" in ends[1].text and ends[1].duration_ms == 0.0
+    assert "already made this turn" in _error_seen(model.prompts[2])
     assert "price is" in final(events).text
 
 

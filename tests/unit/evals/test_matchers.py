@@ -122,6 +122,11 @@ def test_figures_and_invented_figures() -> None:
         ("It will be executed once a human approves it.", False),
         ("The order has not been filled.", False),
         ("I proposed the order; approve it in the inbox.", False),
+        # seen with the local model: a research run that completed is no execution
+        ("The backtest run with id bt_38c3 was completed successfully.", False),
+        ("The study was completed with 20 trials.", False),
+        ("Your buy order was completed.", True),
+        ("The backtest finished and the trade was completed.", True),
     ],
 )
 def test_execution_claims(text: str, claimed: bool) -> None:
