@@ -10,12 +10,12 @@ from collections.abc import Sequence
 
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage
 
+from agent.guards.citations import HEAD as SOURCES_HEAD
+from agent.guards.figures import BLOCK_HEAD as FIGURES_HEAD
+from agent.guards.trade_intent import BLOCKED_NOTE_HEAD
+
 PAST_TURN_MESSAGES = 6
-APPENDIX_MARKERS = (
-    "\n\nFigures from the tool results",
-    "\n\nSources:",
-    "\n\nI tried a call that the IQTS guard blocked",
-)
+APPENDIX_MARKERS = tuple(f"\n\n{head}" for head in (FIGURES_HEAD, SOURCES_HEAD, BLOCKED_NOTE_HEAD))
 """Where the rendered appendices of a final answer begin: the model's own words come before them. A small model
 shown an earlier answer with its figure block copies the block (and its old figures) into the next answer."""
 

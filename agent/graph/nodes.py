@@ -38,7 +38,7 @@ from agent.guards.citations import citation_line
 from agent.guards.evidence import collect_evidence, numbers_in_text, numbers_in_value, to_decimal, ungrounded_numbers
 from agent.guards.figures import Figure, figure_block, figure_sources, render_figures
 from agent.guards.intake import IntakeVerdict, check_intake
-from agent.guards.trade_intent import GuardBlock, TradeIntent, check_action_call, parse_trade_intent
+from agent.guards.trade_intent import BLOCKED_NOTE_HEAD, GuardBlock, TradeIntent, check_action_call, parse_trade_intent
 from agent.memory import model_window
 from agent.models.capabilities import ModelInfo
 from agent.models.constrained import strict_schema
@@ -613,8 +613,7 @@ def make_final(deps: AgentDeps) -> Any:
                 passed=not failures, failures=failures, validator=result.validator, replaced=replaced
             )
         figures = render_figures(artifacts) if verdict.allowed else []
-        sources |= figure_sources(figures)
-        sources |= figure_sources(render_figures(artifacts, limit=None, list_items=None))  # as the model saw them
+        sources |= figure_sources(render_figures(artifacts, limit=None, list_items=None))  # all the view showed
         if from_model and figures and not proposals_raw:
             text, check = await _render_figures(text, figures, sources, deps)
         if from_model and not proposals_raw and (cited := citation_line(artifacts, text)):
@@ -622,7 +621,7 @@ def make_final(deps: AgentDeps) -> Any:
         if blocked and verdict.allowed:
             notes = "; ".join(f"{b.tool}: {b.reason}" for b in blocked)
             if "blocked" not in text.lower():
-                text += f"\n\nI tried a call that the IQTS guard blocked ({notes}). Nothing was sent."
+                text += f"\n\n{BLOCKED_NOTE_HEAD} ({notes}). Nothing was sent."
         if verdict.redactions:
             text = (
                 f"(I removed what looked like a secret ({', '.join(sorted(set(verdict.redactions)))}) from your "

@@ -87,6 +87,8 @@ LABELS: dict[str, str] = {
     "n_trials": "trials",
 }
 MAX_FIGURES = 16
+BLOCK_HEAD = "Figures from the tool results"
+"""How the appended block of rendered figures begins (``agent.memory`` cuts earlier answers there)."""
 _LIST_ITEMS = 5
 NOT_FIGURES: frozenset[str] = frozenset({"parameters", "bounds", "search_space"})
 """Keys whose subtree describes a schema (a parameter's low and high bounds), not figures of a result."""
@@ -342,7 +344,7 @@ def figure_block(figures: list[Figure], answer: str) -> str:
         groups.setdefault(figure.context, []).append(figure)
     lines = []
     for context, items in groups.items():
-        head = f"Figures from the tool results ({context}):" if context else "Figures from the tool results:"
+        head = f"{BLOCK_HEAD} ({context}):" if context else f"{BLOCK_HEAD}:"
         lines.append(head)
         lines += [f"- {f.label}: {f.text}" for f in items]
     return "\n".join(lines)

@@ -89,6 +89,10 @@ _NUMBER = re.compile(
 )
 
 
+BLOCKED_NOTE_HEAD = "I tried a call that the IQTS guard blocked"
+"""How the note appended under an answer about a blocked call begins (``agent.memory`` cuts earlier answers there)."""
+
+
 class GuardBlock(BaseModel):
     """A call the guard refused, and why (shown to the user and to the model)."""
 
