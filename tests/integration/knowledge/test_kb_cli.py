@@ -1,31 +1,20 @@
-"""`iqts kb` as a user runs it (the sub-app mounted the way ui/cli/main.py mounts the others), on the real database."""
+"""`iqts kb` as a user runs it (argv through ``ui.cli.main.main``, settings from the environment), on the real
+database. In process (``tests.support.cli``): a subprocess per command spent about 3 s importing the app and
+loading MiniLM, 35 s for this module; the command's code path is the same."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from engine.settings import Settings
-
-# ui/cli/main.py registers sub-apps with add_typer; do the same here so errors go through main()'s one-line handler
-IQTS = [
-    sys.executable,
-    "-c",
-    "from ui.cli import main as m; from ui.cli import kb; m.app.add_typer(kb.app, name='kb'); m.main()",
-]
+from tests.support.cli import CliResult, run_iqts, settings_env
 
 
-def _iqts(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = os.environ | {
-        "IQTS_STATE_DIR": str(settings.state_dir),
-        "IQTS_DB_NAME": settings.db_name,
-        "IQTS_KB_ALLOWED_ROOTS": json.dumps(["~", ".", tempfile.gettempdir()]),
-    }
-    return subprocess.run([*IQTS, *args], env=env, capture_output=True, text=True, timeout=300, check=False)
+def _iqts(settings: Settings, *args: str) -> CliResult:
+    env = settings_env(settings) | {"IQTS_KB_ALLOWED_ROOTS": json.dumps(["~", ".", tempfile.gettempdir()])}
+    return run_iqts(*args, env=env)
 
 
 def test_add_search_list_remove(settings: Settings, db: object, tmp_path: Path, unique: str) -> None:
