@@ -9,12 +9,14 @@ settings, the environment the test set, the root logger (``configure_logging``) 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import logging
 import os
 import sys
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,14 +42,18 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _process_state_restored(env: Mapping[str, str]) -> Iterator[None]:
+def _process_state_restored(env: Mapping[str, str | None]) -> Iterator[None]:
     saved_env = {name: os.environ.get(name) for name in env}
     root = logging.getLogger()
     saved_root = (list(root.handlers), root.level)
     loggers = logging.root.manager.loggerDict.items()
     saved_levels = {name: logger.level for name, logger in loggers if isinstance(logger, logging.Logger)}
     saved_structlog = structlog.get_config()
-    os.environ.update(env)
+    for name, value in env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     get_settings.cache_clear()
     try:
         yield
@@ -73,8 +79,19 @@ def _exit_code(code: Any) -> int:
     return 1
 
 
-def run_iqts(*args: str, env: Mapping[str, str]) -> CliResult:
-    """``iqts ARGS...`` with ``env`` set on top of this process's environment, in this process."""
+def run_iqts(*args: str, env: Mapping[str, str | None]) -> CliResult:
+    """``iqts ARGS...`` in this process, with ``env`` set on top of its environment (a name mapped to None is unset
+    for the command). Called from a coroutine, the command runs on a thread of its own and the caller waits for it,
+    so its ``asyncio.run`` gets a loop of its own, as in a process of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _run(args, env)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="iqts-cli") as pool:
+        return pool.submit(_run, args, env).result()
+
+
+def _run(args: tuple[str, ...], env: Mapping[str, str | None]) -> CliResult:
     from ui.cli.main import main
 
     stdout, stderr = io.StringIO(), io.StringIO()

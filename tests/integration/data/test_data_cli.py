@@ -1,21 +1,17 @@
-"""`iqts data` as a user runs it, on the real database."""
+"""`iqts data` as a user runs it (argv through ``ui.cli.main.main``, settings from the environment), on the real
+database; in process (``tests.support.cli``), which spares each command the app's import."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from engine.settings import Settings
+from tests.support.cli import CliResult, run_iqts, settings_env
 
-IQTS = [sys.executable, "-m", "ui.cli.main"]
 
-
-def _iqts(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = os.environ | {"IQTS_STATE_DIR": str(settings.state_dir), "IQTS_DB_NAME": settings.db_name}
-    return subprocess.run([*IQTS, *args], env=env, capture_output=True, text=True, timeout=300, check=False)
+def _iqts(settings: Settings, *args: str) -> CliResult:
+    return run_iqts(*args, env=settings_env(settings))
 
 
 def test_load_sample_then_list_shows_the_real_ranges(settings: Settings, db: object) -> None:

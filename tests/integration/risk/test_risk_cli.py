@@ -1,11 +1,9 @@
-"""`iqts risk` as a user runs it, on the real database."""
+"""`iqts risk` as a user runs it (argv through ``ui.cli.main.main``, settings from the environment), on the real
+database; in process (``tests.support.cli``), which spares each command the app's import."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,52 +15,29 @@ from engine.risk.store import active_version
 from engine.settings import Settings
 from engine.store.database import Database
 from tests.integration.risk.conftest import ApprovalFactory
+from tests.support.cli import CliResult, run_iqts, settings_env
 
 BUNDLED = load_default_policy().version
-
-# `iqts` with the risk sub-app registered (main registers it too once wired; then this is just `-m ui.cli.main`)
-_RUNNER = (
-    "import sys\n"
-    "from ui.cli import main, risk\n"
-    "if not any(g.name == 'risk' for g in main.app.registered_groups):\n"
-    "    main.app.add_typer(risk.app, name='risk')\n"
-    "sys.argv[0] = 'iqts'\n"
-    "main.main()\n"
-)
-IQTS = [sys.executable, "-c", _RUNNER]
 
 pytestmark = pytest.mark.usefixtures("clean_risk_state")
 
 
-def _env(settings: Settings) -> dict[str, str]:
-    env = os.environ | {"IQTS_STATE_DIR": str(settings.state_dir), "IQTS_DB_NAME": settings.db_name}
-    env.pop("IQTS_REDIS_URL", None)  # the in-process bus: the broadcast goes nowhere outside the command
-    return env
+def _iqts(settings: Settings, *args: str) -> CliResult:
+    # no IQTS_REDIS_URL: the in-process bus, so the broadcast goes nowhere outside the command
+    return run_iqts(*args, env=settings_env(settings) | {"IQTS_REDIS_URL": None})
 
 
-def _iqts(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*IQTS, *args], env=_env(settings), capture_output=True, text=True, timeout=120, check=False)
+def _iqts_together(settings: Settings, *commands: list[str]) -> list[CliResult]:
+    """Independent commands, one after the other in the order given."""
+    return [_iqts(settings, *args) for args in commands]
 
 
-def _iqts_together(settings: Settings, *commands: list[str]) -> list[subprocess.CompletedProcess[str]]:
-    """Independent commands run at once (each one is mostly interpreter start-up)."""
-    procs = [
-        subprocess.Popen([*IQTS, *args], env=_env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for args in commands
-    ]
-    results = []
-    for args, proc in zip(commands, procs, strict=True):
-        stdout, stderr = proc.communicate(timeout=120)
-        results.append(subprocess.CompletedProcess(args, proc.returncode, stdout, stderr))
-    return results
-
-
-def _ok(result: subprocess.CompletedProcess[str]) -> str:
+def _ok(result: CliResult) -> str:
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
-def _one_line_error(result: subprocess.CompletedProcess[str], expected: str) -> None:
+def _one_line_error(result: CliResult, expected: str) -> None:
     assert result.returncode != 0
     assert expected in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
