@@ -3,10 +3,7 @@ REST: one pending request), an approver approves it in the inbox (four-eyes on),
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,11 +21,11 @@ from engine.runtime import Runtime
 from engine.settings import Settings
 from engine.store import system_state
 from engine.store.database import Database
+from tests.support.cli import run_iqts, settings_env
 from tests.support.live_server import free_port, live_server
 from ui.api.app import create_app
 
 PASSWORD = "a long enough password"
-IQTS = [sys.executable, "-c", "import sys; from ui.cli.main import main; sys.argv[0] = 'iqts'; main()"]
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -55,9 +52,8 @@ def _person(db: Database, role: Role, unique: str) -> User:
 
 
 def _iqts(settings: Settings, *args: str) -> str:
-    env = os.environ | {"IQTS_STATE_DIR": str(settings.state_dir), "IQTS_DB_NAME": settings.db_name}
-    env.pop("IQTS_REDIS_URL", None)
-    done = subprocess.run([*IQTS, *args], env=env, capture_output=True, text=True, timeout=120, check=False)
+    """`iqts ARGS` as a user runs it, in process (``tests.support.cli``), on the in-process bus (no Redis URL)."""
+    done = run_iqts(*args, env=settings_env(settings) | {"IQTS_REDIS_URL": None})
     assert done.returncode == 0, done.stderr
     return done.stdout
 

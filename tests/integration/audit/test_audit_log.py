@@ -90,24 +90,20 @@ def test_a_rewritten_chain_still_fails_on_the_head(clean_audit: Database) -> Non
 
 
 def test_cli_verify_fails_on_a_tampered_row(clean_audit: Database, settings: object, anchor: AuditAnchor) -> None:
-    import os
-    import subprocess
-    import sys
-
     from engine.settings import Settings
+    from tests.support.cli import run_iqts, settings_env
 
     assert isinstance(settings, Settings)
-    env = os.environ | {"IQTS_STATE_DIR": str(settings.state_dir), "IQTS_DB_NAME": settings.db_name}
-    cmd = [sys.executable, "-m", "ui.cli.main", "audit", "verify"]
+    env = settings_env(settings)  # `iqts audit ...` in process: argv through ui.cli.main.main
     _fill(clean_audit, 3)
-    ok = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
+    ok = run_iqts("audit", "verify", env=env)
     assert ok.returncode == 0 and "chain intact, no checkpoint yet" in ok.stdout
-    point = subprocess.run([*cmd[:-1], "checkpoint"], env=env, capture_output=True, text=True, timeout=120, check=False)
+    point = run_iqts("audit", "checkpoint", env=env)
     assert point.returncode == 0 and "checkpointed row 3" in point.stdout
-    ok = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
+    ok = run_iqts("audit", "verify", env=env)
     assert ok.returncode == 0 and "anchored up to row 3" in ok.stdout
     _tamper(clean_audit, "UPDATE audit_log SET subject = 'forged' WHERE seq = 2")
-    bad = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
+    bad = run_iqts("audit", "verify", env=env)
     assert bad.returncode == 3
     assert "FAILED (edited) at row 2" in bad.stderr and "Traceback" not in bad.stderr
 

@@ -8,9 +8,6 @@ tests never share a series. The CLI test uses ``binance`` itself, as a user woul
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +20,7 @@ from engine.data.store import BarStore, SeriesKey, make_key
 from engine.errors import ValidationFailedError
 from engine.settings import Settings
 from engine.store.database import Database
+from tests.support.cli import CliResult, run_iqts, settings_env
 from tests.support.loopback import LoopbackConfig, LoopbackExchange
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z: where the loopback's default price paths start
@@ -204,15 +202,10 @@ def test_cli_backfill_through_iqts_exchange_urls_then_list(
 ) -> None:
     key = make_key("binance", "BTC/USDT", "1m")
     BarStore(db).delete_series(key)
-    env = os.environ | {
-        "IQTS_STATE_DIR": str(settings.state_dir),
-        "IQTS_DB_NAME": settings.db_name,
-        "IQTS_EXCHANGE_URLS": json.dumps({"binance": exchange.url}),
-    }
+    env = settings_env(settings) | {"IQTS_EXCHANGE_URLS": json.dumps({"binance": exchange.url})}
 
-    def iqts(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "ui.cli.main", *args]
-        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+    def iqts(*args: str) -> CliResult:  # in process: argv through ui.cli.main.main, settings from the environment
+        return run_iqts(*args, env=env)
 
     ran = iqts(
         "data", "backfill", "binance", "BTC/USDT", "--timeframe", "1m",

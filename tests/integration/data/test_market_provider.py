@@ -455,16 +455,14 @@ async def test_research_tools_read_what_people_write_and_naive_times_as_utc_unde
 
 
 def test_iqts_data_quote_and_list_name_the_series_its_age_and_the_defaults(env: Env) -> None:
-    import subprocess
-    import sys
+    from tests.support.cli import CliResult, run_iqts, settings_env
 
-    environ = os.environ | {"IQTS_STATE_DIR": str(env.settings.state_dir), "IQTS_DB_NAME": env.settings.db_name}
+    environ: dict[str, str | None] = {**settings_env(env.settings)}
     if env.settings.database_url is not None:
         environ["IQTS_DATABASE_URL"] = env.settings.database_url.get_secret_value()
 
-    def iqts(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "ui.cli.main", *args], env=environ, capture_output=True,
-                              text=True, timeout=300, check=False)  # fmt: skip
+    def iqts(*args: str) -> CliResult:  # in process: argv through ui.cli.main.main, settings from the environment
+        return run_iqts(*args, env=environ)
 
     quoted = iqts("data", "quote", "bitcoin", "--json")
     assert quoted.returncode == 0, quoted.stderr
