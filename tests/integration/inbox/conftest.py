@@ -8,7 +8,9 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 
+from approvals import users
 from approvals.service import ApprovalRequest, Requester, propose_order
 from approvals.users import Role, create_user, issue_token
 from engine.bus import InProcessBus
@@ -23,6 +25,10 @@ from tests.integration.inbox.helpers import PASSWORD, People, Propose
 from ui.api.app import create_app
 
 GLOBAL_KEYS = ("kill_switch", "breakers", "risk_policy_active")
+# argon2id at its lightest: four fresh people per test cost 0.4 s of hashing with the production parameters (65 MiB,
+# 3 passes each), most of each test's time. Signing in verifies with the parameters stored in the hash, so the same
+# code runs; tests/integration/approvals/test_users.py checks the production hashes.
+_LIGHT_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +60,12 @@ def runtime(settings: Settings, db: Database) -> Runtime:
 
 @pytest.fixture
 def people(db: Database, unique: str) -> People:
-    approver = create_user(db, f"carol{unique}", PASSWORD, Role.APPROVER)
-    approver2 = create_user(db, f"dave{unique}", PASSWORD, Role.APPROVER)
-    viewer = create_user(db, f"vic{unique}", PASSWORD, Role.VIEWER)
-    trader = create_user(db, f"bob{unique}", PASSWORD, Role.TRADER)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(users, "_hasher", _LIGHT_HASHER)
+        approver = create_user(db, f"carol{unique}", PASSWORD, Role.APPROVER)
+        approver2 = create_user(db, f"dave{unique}", PASSWORD, Role.APPROVER)
+        viewer = create_user(db, f"vic{unique}", PASSWORD, Role.VIEWER)
+        trader = create_user(db, f"bob{unique}", PASSWORD, Role.TRADER)
     return People(
         approver=approver,
         approver2=approver2,
