@@ -1,5 +1,5 @@
-"""`iqts backtest` and `iqts optimize` as a user runs them (subprocesses on the test database), and bad input as
-one clear line naming the parameter."""
+"""`iqts backtest` and `iqts optimize` as a user runs them (in process, and the optimize workers as processes of
+their own, on the test database), and bad input as one clear line naming the parameter."""
 
 from __future__ import annotations
 
