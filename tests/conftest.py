@@ -24,6 +24,13 @@ from engine.store.database import Database, check_url, connect
 from engine.store.embedded import EmbeddedPostgres
 from engine.store.migrate import upgrade
 
+# numpy's BLAS (OpenBLAS: the MiniLM embedder) on one thread, in this process and the `iqts` processes tests start,
+# unless the caller chose. Its threads spin while they wait for each other: with the other core busy (PostgreSQL,
+# an `iqts mcp` child, another job on the machine) tests/integration/knowledge took 86 s on two threads and 20 s on
+# one; on an idle machine two threads embed about 1.6x faster, a few seconds over the suite. This must run before
+# anything imports numpy (nothing above does; no plugin does).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parent.parent
 _PREFIX = f"iqts_t{os.getpid()}"  # one namespace per pytest session, so parallel sessions never collide
 _numbers = itertools.count(1)
