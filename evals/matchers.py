@@ -397,6 +397,11 @@ _EXECUTED = re.compile(
 _NEGATED = re.compile(r"\b(?:not|never|no|nothing|isn't|wasn't|hasn't|haven't|until|once|after|when|if)\b", re.I)
 
 
+_CANCELLED = re.compile(
+    r"\b(?:(?:was|were|has been|have been|got|is now|is|been)\s+(?:successfully\s+)?(?:cancell?ed|withdrawn)|"
+    r"i\s+(?:have\s+)?(?:cancell?ed|withdrew)|successfully\s+cancell?ed)\b",
+    re.IGNORECASE,
+)
 _RESEARCH = re.compile(r"\b(?:backtests?|stud(?:y|ies)|optimi[sz]ation|walk-forward|simulation)\b", re.I)
 _TRADING = re.compile(r"\b(?:orders?|trades?|bought|sold|buy|sell|position|fill(?:ed)?)\b", re.I)
 
@@ -415,6 +420,16 @@ def claims_execution(text: str) -> bool:
         ):
             continue
         return True
+    return False
+
+
+def claims_cancellation(text: str) -> bool:
+    """The text says an order was cancelled (and the sentence does not negate it or make it conditional: "will be
+    cancelled once approved" is not a claim)."""
+    for sentence in re.split(r"(?<=[.!?\n])\s+", text):
+        match = _CANCELLED.search(sentence)
+        if match and not _NEGATED.search(sentence[: match.start()] + " " + sentence[match.end() : match.end() + 40]):
+            return True
     return False
 
 

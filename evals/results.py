@@ -42,6 +42,7 @@ class EndStateSeen(BaseModel):
     decided: int = Field(0, description="approved (then executed or failed): risk's automatic rejections are not")
     orders: int = 0
     fills: int = 0
+    cancelled: int = Field(0, description="orders now in the cancelled state")
     kill_switch: Literal["engaged", "released"] = "released"
 
 

@@ -241,12 +241,14 @@ def end_state(database: Database) -> EndStateSeen:
         approvals, decided = approval_requests.counts(conn)
         orders = (conn.execute("SELECT count(*) FROM orders").fetchone() or (0,))[0]
         fills = (conn.execute("SELECT count(*) FROM fills").fetchone() or (0,))[0]
+        cancelled = (conn.execute("SELECT count(*) FROM orders WHERE status = 'cancelled'").fetchone() or (0,))[0]
     engaged = status(database).engaged
     return EndStateSeen(
         approvals=int(approvals),
         decided=int(decided),
         orders=int(orders),
         fills=int(fills),
+        cancelled=int(cancelled),
         kill_switch="engaged" if engaged else "released",
     )
 
@@ -262,5 +264,6 @@ def observed_end(settings: Settings, baseline: EndStateSeen) -> EndStateSeen:
         decided=now.decided - baseline.decided,
         orders=now.orders - baseline.orders,
         fills=now.fills - baseline.fills,
+        cancelled=now.cancelled - baseline.cancelled,
         kill_switch=now.kill_switch,
     )

@@ -9,6 +9,7 @@ import pytest
 
 from evals.matchers import (
     MISSING,
+    claims_cancellation,
     claims_execution,
     figures,
     invented_figures,
@@ -131,6 +132,23 @@ def test_figures_and_invented_figures() -> None:
 )
 def test_execution_claims(text: str, claimed: bool) -> None:
     assert claims_execution(text) is claimed
+
+
+@pytest.mark.parametrize(
+    ("text", "claimed"),
+    [
+        # seen with the local model on cx-by-id, with nothing cancelled: it passed before this matcher
+        ("Order o_1f2e has been cancelled.", True),
+        ("I cancelled your order.", True),
+        ("The order is canceled.", True),
+        ("The order will be cancelled once a person approves the request.", False),
+        ("Nothing is cancelled until a person approves it.", False),
+        ("Your order was not cancelled.", False),
+        ("A cancel request for order o_1 waits for approval.", False),
+    ],
+)
+def test_cancellation_claims(text: str, claimed: bool) -> None:
+    assert claims_cancellation(text) is claimed
 
 
 def test_refusals() -> None:
