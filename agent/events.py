@@ -36,6 +36,9 @@ class ToolStartEvent(BaseModel):
     tool: str
     arguments: dict[str, Any]
     dropped_arguments: list[str] = Field(default_factory=list, description="invented optional arguments removed")
+    read_as: list[str] = Field(
+        default_factory=list, description="arguments put as the user wrote them (a period attached to its indicator)"
+    )
 
 
 class ToolEndEvent(BaseModel):

@@ -20,6 +20,9 @@ from mcp import ClientSession
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from engine.settings import Settings
+from engine.telemetry import get_logger
+
+log = get_logger(__name__)
 
 
 class McpStdio(BaseModel):
@@ -76,6 +79,23 @@ class McpConnection:
 
     def tool(self, name: str) -> BaseTool | None:
         return next((t for t in self.tools if t.name == name), None)
+
+    async def strategy_parameters(self) -> dict[str, list[str]]:
+        """Each strategy's parameter names in order, from ``list_strategies`` ({} when the server has no such
+        tool or it fails: the agent then does without)."""
+        if self.tool("list_strategies") is None:
+            return {}
+        try:
+            result = await self.session.call_tool("list_strategies", {})
+        except Exception as error:  # the catalogue is a help, not a need
+            log.warning("agent.catalogue_failed", error=str(error)[:300])
+            return {}
+        content = result.structuredContent or {}
+        return {
+            str(item["name"]): [str(p["name"]) for p in item.get("parameters", []) if isinstance(p, dict)]
+            for item in content.get("strategies", [])
+            if isinstance(item, dict) and "name" in item
+        }
 
 
 def _connection(target: McpTarget, settings: Settings) -> StdioConnection | StreamableHttpConnection:

@@ -135,6 +135,7 @@ class Copilot:
                 settings=agent_settings,
                 state_dir=settings.state_dir,
                 known_secrets=settings.secret_values(),
+                strategy_parameters=await connection.strategy_parameters(),
             )
             log.info("agent.ready", model=info.label, tools=len(connection.tools), transport=connection.transport)
             copilot = cls(build_graph(deps, saver), deps, connection, settings)

@@ -9,8 +9,8 @@ from langchain_core.messages import AIMessage
 from agent.graph.state import AgentState
 
 
-def after_intake(state: AgentState) -> Literal["agent", "final"]:
-    return "agent" if state.get("intake", {}).get("decision") == "ok" else "final"
+def after_intake(state: AgentState) -> Literal["recall", "final"]:
+    return "recall" if state.get("intake", {}).get("decision") == "ok" else "final"
 
 
 def after_agent(state: AgentState) -> Literal["tools", "final"]:

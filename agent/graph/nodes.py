@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,16 +33,30 @@ from agent.events import (
 from agent.graph.prompts import system_prompt
 from agent.graph.result_view import result_view
 from agent.graph.state import AgentState
-from agent.guards.answers import NO_PROPOSAL, ProposalSummary, parse_proposals
+from agent.guards.answers import (
+    NO_PROPOSAL,
+    ProposalSummary,
+    claims_cancelled,
+    describe_cancel_requests,
+    parse_proposals,
+)
 from agent.guards.arguments import ground_arguments
 from agent.guards.citations import citation_line
 from agent.guards.evidence import collect_evidence, numbers_in_text, numbers_in_value, to_decimal, ungrounded_numbers
 from agent.guards.figures import Figure, figure_block, figure_sources, render_figures
 from agent.guards.intake import IntakeVerdict, check_intake
+from agent.guards.parameters import complete_indicators, complete_strategy_params
 from agent.guards.trade_intent import BLOCKED_NOTE_HEAD, GuardBlock, TradeIntent, check_action_call, parse_trade_intent
 from agent.memory import model_window
 from agent.models.capabilities import ModelInfo
-from agent.models.constrained import strict_schema
+from agent.models.constrained import (
+    ANSWER_BOUNDS,
+    ANSWER_LIMIT_KEY,
+    BRIEF_ANSWER_LIMIT,
+    SHORT_ANSWER_LIMIT,
+    strict_schema,
+    whole_sentences,
+)
 from engine.settings import AgentSettings
 from engine.telemetry import get_logger
 from engine.untrusted import wrap_untrusted
@@ -49,6 +64,7 @@ from engine.untrusted import wrap_untrusted
 log = get_logger(__name__)
 
 TERMINAL = frozenset({"executed", "failed", "rejected", "expired"})
+_CANCEL_ASK = re.compile(r"\bcancel", re.IGNORECASE)
 
 
 @dataclass
@@ -63,6 +79,8 @@ class AgentDeps:
     state_dir: Path
     known_secrets: list[str] = field(default_factory=list)
     schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
+    strategy_parameters: dict[str, list[str]] = field(default_factory=dict)
+    """Each strategy's parameter names in order (``list_strategies``, read at session start)."""
 
     @classmethod
     def build(
@@ -75,6 +93,7 @@ class AgentDeps:
         settings: AgentSettings,
         state_dir: Path,
         known_secrets: Iterable[str] = (),
+        strategy_parameters: Mapping[str, list[str]] | None = None,
     ) -> AgentDeps:
         tool_list = list(tools)
         schemas = {}
@@ -92,10 +111,11 @@ class AgentDeps:
             state_dir=state_dir,
             known_secrets=list(known_secrets),
             schemas=schemas,
+            strategy_parameters=dict(strategy_parameters or {}),
         )
 
 
-def _emit(payload: Any) -> None:
+def emit(payload: Any) -> None:
     try:
         writer = get_stream_writer()
     except RuntimeError:  # not running inside a streaming graph
@@ -182,6 +202,8 @@ def make_agent(deps: AgentDeps) -> Any:
         recovery = _recovery_hint(state, failures, deps.settings.agent_error_retries)
         if recovery is not None:  # the error is in view above; say plainly what to do with it (not stored)
             window.append(HumanMessage(content=recovery))
+        elif (brief := brief_answer_hint(state)) is not None:  # its figures are rendered under the answer
+            window.append(brief)
         started = time.monotonic()
         try:
             reply = await deps.model.ainvoke(window, config)
@@ -201,10 +223,10 @@ def make_agent(deps: AgentDeps) -> Any:
             else:
                 if isinstance(retry, AIMessage) and retry.tool_calls:
                     if reply.content:
-                        _emit(TokenResetEvent(reason="the model's draft claimed a trade it had not proposed"))
+                        emit(TokenResetEvent(reason="the model's draft claimed a trade it had not proposed"))
                     reply = retry
-        if reply.tool_calls and deps.model_info.capabilities.ground_optional_arguments:
-            reply = _ground(reply, state.get("user_text", ""), deps)
+        if reply.tool_calls:
+            reply = _ground(reply, state.get("user_text", ""), _conversation_text(state), deps)
         return {"messages": [reply], "steps": steps + 1}
 
     return agent
@@ -247,6 +269,40 @@ def _recovery_hint(state: AgentState, failures: list[FailedCall], retries: int) 
     )
 
 
+BRIEF_ANSWER = (
+    "(IQTS) These figures are shown to the user under your answer. Reply in at most two short sentences with only "
+    "the figure or two my question asks about, exactly as shown above. Do not list the other figures. If you "
+    "still need another tool, call it."
+)
+SHORT_ANSWER = (
+    "(IQTS) Reply from these results in at most three short sentences: what my question asks, nothing else. If "
+    "you still need another tool, call it."
+)
+
+
+def cut_at_a_bound(text: str) -> bool:
+    """The answer stopped at one of the length bounds, mid-sentence (the grammar counts a JSON escape as one
+    character, so a little short of the bound counts too)."""
+    ended = text.rstrip().endswith((".", "!", "?", ")", '"'))
+    return not ended and any(bound - 16 <= len(text) <= bound for bound in ANSWER_BOUNDS)
+
+
+def brief_answer_hint(state: AgentState) -> HumanMessage | None:
+    """After a successful tool result, how long the answer should be, with a bound on its length for models that
+    honour it (the local model's grammar). Figures that the final answer renders (:func:`render_figures`) need not
+    be repeated: a backtest answer that recited every metric took 300 tokens, 45-90 s at one thread. None after a
+    proposal (its summary is checked and written from the result) or an error."""
+    turn = _turn(state)
+    if not turn or not isinstance(turn[-1], ToolMessage) or turn[-1].status == "error":
+        return None
+    artifacts = _artifacts(state)
+    if any(name in ("propose_order", "propose_cancel") for name, _ in artifacts):
+        return None
+    if render_figures(artifacts):
+        return HumanMessage(content=BRIEF_ANSWER, additional_kwargs={ANSWER_LIMIT_KEY: BRIEF_ANSWER_LIMIT})
+    return HumanMessage(content=SHORT_ANSWER, additional_kwargs={ANSWER_LIMIT_KEY: SHORT_ANSWER_LIMIT})
+
+
 def _is_blocked(message: ToolMessage) -> bool:
     return isinstance(message.artifact, Mapping) and "blocked" in message.artifact
 
@@ -276,19 +332,45 @@ def _trade_hint(state: AgentState, reply: AIMessage) -> str | None:
     )
 
 
-def _ground(reply: AIMessage, said: str, deps: AgentDeps) -> AIMessage:
+CONTEXT_MESSAGES = 8
+"""Earlier messages whose values an argument may take ("backtest those" after an answer naming the parameters)."""
+
+
+def _conversation_text(state: AgentState) -> str:
+    """What the user said this turn, with what the conversation showed: the last earlier messages (the user's and
+    the answers) and this turn's tool results. A value from any of them is not invented."""
+    start = state.get("turn_start", 0)
+    earlier = [
+        m for m in state["messages"][:start] if not isinstance(m, ToolMessage) and not getattr(m, "tool_calls", None)
+    ]
+    parts = [str(m.text) for m in earlier[-CONTEXT_MESSAGES:]]
+    parts += [str(m.artifact.get("text", "")) for m in _tool_results(state) if isinstance(m.artifact, Mapping)]
+    return "\n".join([state.get("user_text", ""), *parts])
+
+
+def _ground(reply: AIMessage, said: str, context: str, deps: AgentDeps) -> AIMessage:
+    """The calls with the numbers the user attached to a name put where they belong (every model, from ``said``,
+    this turn's message), then without the optional arguments that neither the user nor the conversation gave
+    (``context``; models that declare they invent them)."""
     calls = []
     dropped: dict[str, list[str]] = {}
+    read_as: dict[str, list[str]] = {}
     for call in reply.tool_calls:
+        args, notes = complete_indicators(call["args"], said)
+        args, more = complete_strategy_params(args, said, deps.strategy_parameters)
+        if notes or more:
+            read_as[str(call["id"])] = [*notes, *more]
         schema = deps.schemas.get(call["name"])
-        if schema is None:
-            calls.append(call)
-            continue
-        args, lost = ground_arguments(call["args"], schema, said)
-        if lost:
-            dropped[str(call["id"])] = lost
+        if schema is not None and deps.model_info.capabilities.ground_optional_arguments:
+            args, lost = ground_arguments(args, schema, context)
+            if lost:
+                dropped[str(call["id"])] = lost
         calls.append({**call, "args": args})
-    extra = {**reply.additional_kwargs, "iqts_dropped": dropped} if dropped else reply.additional_kwargs
+    extra = dict(reply.additional_kwargs)
+    if dropped:
+        extra["iqts_dropped"] = dropped
+    if read_as:
+        extra["iqts_read_as"] = read_as
     return reply.model_copy(update={"tool_calls": calls, "additional_kwargs": extra})
 
 
@@ -305,13 +387,20 @@ def make_tools(deps: AgentDeps) -> Any:
         blocked = list(state.get("blocked", []))
         failures = [FailedCall.model_validate(f) for f in state.get("failures", [])]
         dropped = last.additional_kwargs.get("iqts_dropped", {})
+        read_as = last.additional_kwargs.get("iqts_read_as", {})
         answered = _answered_calls(state)
         out: list[ToolMessage] = []
         pending: dict[str, Any] | None = None
         for call in last.tool_calls:
             call_id, name, args = str(call["id"]), call["name"], dict(call["args"])
-            _emit(
-                ToolStartEvent(call_id=call_id, tool=name, arguments=args, dropped_arguments=dropped.get(call_id, []))
+            emit(
+                ToolStartEvent(
+                    call_id=call_id,
+                    tool=name,
+                    arguments=args,
+                    dropped_arguments=dropped.get(call_id, []),
+                    read_as=read_as.get(call_id, []),
+                )
             )
             tool = deps.tools.get(name)
             block = check_action_call(name, args, user_text, artifacts, proposed_this_turn=proposed)
@@ -330,7 +419,7 @@ def make_tools(deps: AgentDeps) -> Any:
                         artifact={"blocked": reason},
                     )
                 )
-                _emit(ToolEndEvent(call_id=call_id, tool=name, status="blocked", reason=reason))
+                emit(ToolEndEvent(call_id=call_id, tool=name, status="blocked", reason=reason))
                 continue
             signature = call_signature(name, args)
             repeated = next((f for f in failures if f.signature == signature), None)
@@ -350,9 +439,9 @@ def make_tools(deps: AgentDeps) -> Any:
                         artifact={"structured": None, "text": reason, "repeat": "failed" if repeated else "ok"},
                     )
                 )
-                _emit(ToolEndEvent(call_id=call_id, tool=name, status="error", text=reason))
+                emit(ToolEndEvent(call_id=call_id, tool=name, status="error", text=reason))
                 continue
-            message, structured, duration = await _run_tool(tool, call_id, name, args, config, deps)
+            message, structured, duration = await run_tool(tool, call_id, name, args, config, deps)
             out.append(message)
             if message.status != "error":
                 answered.add(signature)
@@ -360,7 +449,7 @@ def make_tools(deps: AgentDeps) -> Any:
             if status == "error":
                 text = message.artifact.get("text", "") if isinstance(message.artifact, dict) else ""
                 failures.append(FailedCall(tool=name, arguments=args, error=str(text)[:500] or "error"))
-            _emit(
+            emit(
                 ToolEndEvent(
                     call_id=call_id,
                     tool=name,
@@ -407,7 +496,7 @@ def repeated_a_failure(state: AgentState) -> bool:
     return False
 
 
-async def _run_tool(
+async def run_tool(
     tool: BaseTool, call_id: str, name: str, args: dict[str, Any], config: RunnableConfig, deps: AgentDeps
 ) -> tuple[ToolMessage, dict[str, Any] | None, float]:
     started = time.monotonic()
@@ -478,10 +567,10 @@ async def _poll(approval_id: str, config: RunnableConfig, deps: AgentDeps) -> Ap
     while True:
         call_id = f"poll_{approval_id}_{int(time.monotonic() * 1000)}"
         args = {"approval_id": approval_id}
-        _emit(ToolStartEvent(call_id=call_id, tool="get_approval", arguments=args))
-        message, structured, duration = await _run_tool(tool, call_id, "get_approval", args, config, deps)
+        emit(ToolStartEvent(call_id=call_id, tool="get_approval", arguments=args))
+        message, structured, duration = await run_tool(tool, call_id, "get_approval", args, config, deps)
         ok = message.status != "error" and structured is not None
-        _emit(
+        emit(
             ToolEndEvent(
                 call_id=call_id,
                 tool="get_approval",
@@ -582,6 +671,8 @@ def make_final(deps: AgentDeps) -> Any:
             text = verdict.reply or "I cannot help with that."
         else:
             text = str(last_ai.text) if last_ai is not None else ""
+            if cut_at_a_bound(text):  # a streamed reply reaches here whole: the model adapter cannot cut it back
+                text = whole_sentences(text)
             if not text.strip():
                 text = "I have no answer to that."
         sources: set[Decimal] = set()
@@ -612,6 +703,20 @@ def make_final(deps: AgentDeps) -> Any:
             check = AnswerCheckOut(
                 passed=not failures, failures=failures, validator=result.validator, replaced=replaced
             )
+        cancels = [a for name, a in artifacts if name == "propose_cancel"]
+        asked_to_cancel = bool(_CANCEL_ASK.search(state.get("user_text", "")))
+        approved = any(a.get("status") == "executed" for a in cancels)  # a person approved it and it ran
+        if from_model and (cancels or asked_to_cancel) and not approved and claims_cancelled(text):
+            log.info("agent.cancel_claim_replaced")
+            text = describe_cancel_requests(cancels) + (
+                " (This summary replaces the model's wording, which claimed a cancellation.)"
+            )
+            check = AnswerCheckOut(
+                passed=False,
+                failures=["claimed a cancellation no person approved"],
+                validator="python",
+                replaced=True,
+            )
         figures = render_figures(artifacts) if verdict.allowed else []
         sources |= figure_sources(render_figures(artifacts, limit=None, list_items=None))  # all the view showed
         if from_model and figures and not proposals_raw:
@@ -638,7 +743,7 @@ def make_final(deps: AgentDeps) -> Any:
             answer_check=check,
             unverified_numbers=ungrounded_numbers(text, sources) if verdict.allowed else [],
         )
-        _emit(event)
+        emit(event)
         update: dict[str, Any] = {"final": event.model_dump(mode="json")}
         if last_ai is not None and verdict.allowed:
             if text != str(last_ai.text):

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from agent.guards.figures import NOT_FIGURES, currencies_of, figure_of
+from agent.guards.figures import NOT_FIGURES, TIME_KEYS, currencies_of, figure_of
 
 OMITTED_KEYS: frozenset[str] = frozenset({"data_checksum", "engine_version", "checksum", "hash", "report"})
 """Keys the answer never needs."""
@@ -28,7 +28,8 @@ LIST_HEAD = 2
 LIST_TAIL = 3
 LIST_WHOLE = 8
 """A list up to ``LIST_WHOLE`` items is shown whole; a longer one as its first ``LIST_HEAD`` and last
-``LIST_TAIL`` items (the newest, for series) and a count."""
+``LIST_TAIL`` items and a count; a longer time series (an equity curve) as its first and latest point: the answer's
+figures render the rest, and every point the model reads costs prefill."""
 TEXT_CHARS = 700
 ONE_LINE_CHARS = 240
 
@@ -73,25 +74,27 @@ def _list(key: str, items: list[Any], indent: int, money: tuple[str, str], figur
         shown = items if len(items) <= LIST_WHOLE * 3 else [*items[:LIST_WHOLE], "...", *items[-LIST_WHOLE:]]
         out.append(f"{pad}{key}: " + ", ".join(_scalar(key, i, money, figures=figures) for i in shown))
         return
+    timed = len(items) > 1 and all(isinstance(i, Mapping) and any(k in i for k in TIME_KEYS) for i in items)
+    order = "oldest first, the last is the latest; " if timed else ""
     if len(items) <= LIST_WHOLE:
-        out.append(f"{pad}{key} ({len(items)}):")
+        out.append(f"{pad}{key} ({order}{len(items)}):")
         chosen: list[tuple[int, Any]] = list(enumerate(items))
     else:
-        out.append(f"{pad}{key} ({len(items)}; the first {LIST_HEAD} and the last {LIST_TAIL}):")
-        chosen = [
-            *enumerate(items[:LIST_HEAD]),
-            *((len(items) - LIST_TAIL + i, v) for i, v in enumerate(items[-LIST_TAIL:])),
-        ]
-    for position, (_, item) in enumerate(chosen):
-        if position == LIST_HEAD and len(items) > LIST_WHOLE:
-            out.append(f"{pad}  ... {len(items) - LIST_HEAD - LIST_TAIL} more")
+        head, tail = (1, 1) if timed else (LIST_HEAD, LIST_TAIL)  # of a series, its start and where it ends
+        which = "the first and the last" if timed else f"the first {head} and the last {tail}"
+        out.append(f"{pad}{key} ({order}{len(items)}; {which}):")
+        chosen = [*enumerate(items[:head]), *((len(items) - tail + i, v) for i, v in enumerate(items[-tail:]))]
+    for position, (index, item) in enumerate(chosen):
+        if position == (1 if timed else LIST_HEAD) and len(items) > LIST_WHOLE:
+            out.append(f"{pad}  ... {len(items) - len(chosen)} more")
+        mark = "latest: " if timed and index == len(items) - 1 else ""
         if isinstance(item, Mapping) and (line := _one_line(item, money, figures)) is not None:
-            out.append(f"{pad}  - {line}")
+            out.append(f"{pad}  - {mark}{line}")
         elif isinstance(item, Mapping):
             body: list[str] = []
             _lines(item, indent + 2, money, figures, body)
             if body:
-                out.append(f"{pad}  - " + body[0].lstrip())
+                out.append(f"{pad}  - {mark}" + body[0].lstrip())
                 out.extend(body[1:])
         else:
             out.append(f"{pad}  - {_scalar(key, item, money, figures=figures)}")

@@ -8,7 +8,7 @@ depend on that package.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -29,6 +29,48 @@ _PHANTOM = re.compile(
     r"\bapproval\s+(id|request)\b|\bapr_[a-z0-9]+|\b(bought|sold|executed|filled)\b",
     re.IGNORECASE | re.DOTALL,
 )
+_CANCEL_CLAIM = re.compile(
+    r"\b(?:(?:has been|have been|was|were|is now|is|got|been)\s+(?:successfully\s+)?cancell?ed|"
+    r"i(?:'ve| have)?\s+cancell?ed|successfully\s+cancell?ed)\b",
+    re.IGNORECASE,
+)
+_UNSAID = re.compile(r"\b(?:not|never|no|nothing|until|once|after|when|if|only)\b", re.IGNORECASE)
+NO_CANCEL = (
+    "I did not cancel anything: no propose_cancel call succeeded in this turn, so no cancel request waits for "
+    "approval. Tell me the order id to cancel (list_orders shows the open ones)."
+)
+
+
+def claims_cancelled(answer: str) -> bool:
+    """The answer says an order was cancelled, in a sentence that does not negate it or make it conditional."""
+    for sentence in re.split(r"(?<=[.!?\n])\s+", answer):
+        match = _CANCEL_CLAIM.search(sentence)
+        if match and not _UNSAID.search(sentence[: match.start()] + " " + sentence[match.end() : match.end() + 40]):
+            return True
+    return False
+
+
+def describe_cancel_requests(results: Sequence[Mapping[str, Any]]) -> str:
+    """What the cancel requests of this turn are, from ``propose_cancel``'s results (the replacement for an answer
+    that claimed a cancellation that a person has not approved yet)."""
+    if not results:
+        return NO_CANCEL
+    lines = []
+    for result in results:
+        intent = result.get("intent") or {}
+        order = intent.get("order_id") or result.get("order_id") or "?"
+        lines.append(
+            f"I asked to cancel order {order}: cancel request {result.get('approval_id', '?')} is "
+            f"{result.get('status', 'pending')}."
+        )
+    url = next((str(r["inbox_url"]) for r in results if r.get("inbox_url")), "")
+    lines.append(
+        "Nothing is cancelled until a person with the approver role approves it in the inbox"
+        + (f": {url}" if url else ".")
+    )
+    return " ".join(lines)
+
+
 NO_PROPOSAL = (
     "I did not propose any order in this turn: no propose_order call succeeded, so nothing waits for approval. "
     "To propose one, tell me the side, the symbol and the quantity, for example: buy 0.01 BTC/USD."

@@ -86,7 +86,23 @@ LABELS: dict[str, str] = {
     "cagr": "CAGR",
     "n_trials": "trials",
 }
-MAX_FIGURES = 16
+INDICATOR_KINDS: dict[str, Kind] = {
+    "sma": "price",
+    "ema": "price",
+    "bollinger": "price",
+    "donchian": "price",
+    "atr": "price",
+    "macd": "price",
+    "rsi": "ratio",
+    "returns": "fraction",
+    "volatility": "fraction",
+}
+"""Indicator outputs (``rsi(14)``, ``bollinger(20,2).upper``) by their name: levels in the quote currency, RSI as an
+index, returns and annualised volatility as fractions."""
+_INDICATOR_KEY = re.compile(r"^([a-z_]+)\([0-9., ]*\)(?:\.[a-z_]+)?$")
+TIME_KEYS = ("ts", "time", "timestamp", "as_of")
+"""A list whose items carry one of these is a time series: its latest items are the ones to report."""
+MAX_FIGURES = 24
 BLOCK_HEAD = "Figures from the tool results"
 """How the appended block of rendered figures begins (``agent.memory`` cuts earlier answers there)."""
 _LIST_ITEMS = 5
@@ -175,9 +191,17 @@ def currencies_of(node: Mapping[str, Any], inherited: tuple[str, str]) -> tuple[
     return asset, quote
 
 
+def kind_of(key: str) -> Kind | None:
+    """The kind of figure a result key holds (None: not a figure)."""
+    kind = KINDS.get(key)
+    if kind is None and (indicator := _INDICATOR_KEY.match(key)) is not None:
+        kind = INDICATOR_KINDS.get(indicator.group(1))
+    return kind
+
+
 def figure_of(key: str, value: Any, money: tuple[str, str]) -> tuple[Kind, Decimal, str] | None:
     """(kind, value, rendered text) when ``key: value`` is a known figure, else None."""
-    kind = KINDS.get(key)
+    kind = kind_of(key)
     number = _decimal(value) if kind is not None else None
     if kind is None or number is None:
         return None
@@ -207,14 +231,23 @@ def _walk(
             _walk(tool, value, where + ".", context, money, out, list_items)
             continue
         if isinstance(value, list):
-            for i, item in enumerate(value if list_items is None else value[:list_items]):
-                if isinstance(item, Mapping):
-                    _walk(tool, item, f"{where}[{i}].", context, money, out, list_items)
+            for i in _items_to_report(value, list_items):
+                _walk(tool, value[i], f"{where}[{i}].", context, money, out, list_items)
             continue
         figure = figure_of(key, value, money)
         if figure is not None:
             kind, number, text = figure
             out.append(Figure(tool=tool, path=where, kind=kind, value=number, text=text, context=context))
+
+
+def _items_to_report(items: list[Any], limit: int | None) -> list[int]:
+    """Indices of the mapping items of a list to render: the first ``limit``; of a time series (oldest first, as
+    every tool returns them) only the latest when the figures are capped, all of them latest first when not."""
+    indices = [i for i, item in enumerate(items) if isinstance(item, Mapping)]
+    if indices and all(any(k in items[i] for k in TIME_KEYS) for i in indices):
+        indices.reverse()
+        limit = None if limit is None else 1
+    return indices if limit is None else indices[:limit]
 
 
 def render_figures(
@@ -229,7 +262,16 @@ def render_figures(
     for tool, result in artifacts:
         if tool not in FIGURELESS_TOOLS:
             _walk(tool, result, "", "", ("", ""), out, list_items)
-    return out if limit is None else out[:limit]
+    if limit is None:
+        return out
+    seen: set[tuple[str, str, Decimal]] = set()
+    distinct = []
+    for figure in out:  # a result that repeats a figure (the benchmark beside the metrics, the last equity point)
+        key = (figure.context, figure.kind, figure.value)
+        if key not in seen:
+            seen.add(key)
+            distinct.append(figure)
+    return distinct[:limit]
 
 
 def figure_sources(figures: Iterable[Figure]) -> set[Decimal]:

@@ -25,6 +25,15 @@ DEFAULT_STRING_LIMIT = 256
 ANSWER_LIMIT = 1200
 """Characters of a final answer (about 300 tokens, 30 s of generation on one core): the figures the tools returned
 are rendered under it, so the model's words need not be long. An answer cut off there ends at its last sentence."""
+BRIEF_ANSWER_LIMIT = 240
+"""Characters of an answer whose figures are rendered under it (about 60 tokens, 6 s at one thread): the model
+states the figure or two asked about and the renderer shows the rest. Reciting every metric of a backtest took
+230-300 tokens and 45-90 s."""
+SHORT_ANSWER_LIMIT = 480
+"""Characters of an answer from results without figures to render (passages, catalogues): three short sentences."""
+ANSWER_BOUNDS = (BRIEF_ANSWER_LIMIT, SHORT_ANSWER_LIMIT, ANSWER_LIMIT)
+ANSWER_LIMIT_KEY = "iqts_answer_limit"
+"""The ``additional_kwargs`` key by which a message in the window lowers the answer bound of the next reply."""
 _DROP_KEYS = {"title", "default", "examples", "pattern", "$schema", "exclusiveMinimum", "exclusiveMaximum"}
 _MAX_DEPTH = 24
 MAP_VALUE: dict[str, Any] = {"anyOf": [{"type": "number"}, {"type": "boolean"}, {"type": "string", "maxLength": 64}]}
@@ -142,8 +151,18 @@ def tool_specs(tools: Sequence[Mapping[str, Any]]) -> list[ToolSpec]:
     return specs
 
 
-def decision_schema(specs: Sequence[ToolSpec]) -> dict[str, Any]:
-    """The one schema the model's output must fit."""
+def answer_limit(messages: Sequence[Any]) -> int:
+    """The bound on the next answer: :data:`ANSWER_LIMIT`, or lower when the last message asks for it (under
+    :data:`ANSWER_LIMIT_KEY` in its ``additional_kwargs``)."""
+    if not messages:
+        return ANSWER_LIMIT
+    extra = getattr(messages[-1], "additional_kwargs", None) or {}
+    asked = extra.get(ANSWER_LIMIT_KEY)
+    return min(int(asked), ANSWER_LIMIT) if isinstance(asked, int) and asked > 0 else ANSWER_LIMIT
+
+
+def decision_schema(specs: Sequence[ToolSpec], answer_limit: int = ANSWER_LIMIT) -> dict[str, Any]:
+    """The one schema the model's output must fit (an answer of at most ``answer_limit`` characters)."""
     branches: list[dict[str, Any]] = [
         {
             "type": "object",
@@ -158,7 +177,7 @@ def decision_schema(specs: Sequence[ToolSpec]) -> dict[str, Any]:
             "type": "object",
             "properties": {
                 "tool": {"const": FINAL_ANSWER},
-                "answer": {"type": "string", "minLength": 1, "maxLength": ANSWER_LIMIT},
+                "answer": {"type": "string", "minLength": 1, "maxLength": answer_limit},
             },
             "required": ["tool", "answer"],
             "additionalProperties": False,
@@ -231,7 +250,7 @@ def output_instructions(specs: Sequence[ToolSpec] = ()) -> str:
     return "\n".join(lines)
 
 
-def parse_decision(text: str, specs: Sequence[ToolSpec]) -> Decision:
+def parse_decision(text: str, specs: Sequence[ToolSpec], answer_limit: int = ANSWER_LIMIT) -> Decision:
     """Parse and validate constrained output; raise :class:`ConstrainedOutputError` with the reason."""
     try:
         decision = Decision.model_validate_json(text)
@@ -240,7 +259,7 @@ def parse_decision(text: str, specs: Sequence[ToolSpec]) -> Decision:
     if decision.tool == FINAL_ANSWER:
         if not decision.answer or not decision.answer.strip():
             raise ConstrainedOutputError("the model's final answer is empty")
-        if len(decision.answer) >= ANSWER_LIMIT:
+        if len(decision.answer) >= answer_limit:
             return decision.model_copy(update={"answer": whole_sentences(decision.answer)})
         return decision
     by_name = {s.name: s for s in specs}

@@ -51,10 +51,12 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from agent.models import prefill
 from agent.models.constrained import (
+    ANSWER_LIMIT,
     FINAL_ANSWER,
     ConstrainedOutputError,
     Decision,
     ToolSpec,
+    answer_limit,
     decision_schema,
     output_instructions,
     parse_decision,
@@ -351,7 +353,11 @@ class LocalChatModel(BaseChatModel):
             "cache_prompt": True,
             "response_format": {
                 "type": "json_schema",
-                "json_schema": {"name": "decision", "strict": True, "schema": decision_schema(self._specs)},
+                "json_schema": {
+                    "name": "decision",
+                    "strict": True,
+                    "schema": decision_schema(self._specs, answer_limit(messages)),
+                },
             },
         }
 
@@ -421,10 +427,12 @@ class LocalChatModel(BaseChatModel):
             raise LocalModelError(f"llama.cpp answered with an error: {str(response)[:300]}")
         return response
 
-    def _finish(self, text: str, finish_reason: str | None, timings: dict[str, Any] | None) -> AIMessage:
+    def _finish(
+        self, text: str, finish_reason: str | None, timings: dict[str, Any] | None, limit: int = ANSWER_LIMIT
+    ) -> AIMessage:
         metadata = {"model_name": self.label, "finish_reason": finish_reason, "timings": timings or {}}
         try:
-            decision = parse_decision(text, self._specs)
+            decision = parse_decision(text, self._specs, limit)
         except ConstrainedOutputError as error:
             if finish_reason != "length":
                 raise
@@ -447,7 +455,10 @@ class LocalChatModel(BaseChatModel):
         response = self._complete(self._request(messages, stream=False))
         choice = response["choices"][0]
         message = self._finish(
-            str(choice["message"].get("content") or ""), choice.get("finish_reason"), response.get("timings")
+            str(choice["message"].get("content") or ""),
+            choice.get("finish_reason"),
+            response.get("timings"),
+            answer_limit(messages),
         )
         usage = response.get("usage") or {}
         if usage:
@@ -489,7 +500,7 @@ class LocalChatModel(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         collected: list[dict[str, Any]] = []
         self._run_stream(self._request(messages, stream=True), collected.append)
-        decoder = _Decoder(self)
+        decoder = _Decoder(self, answer_limit(messages))
         for item in collected:
             for chunk in decoder.feed(item):
                 if run_manager and chunk.message.content:
@@ -520,7 +531,7 @@ class LocalChatModel(BaseChatModel):
                 loop.call_soon_threadsafe(queue.put_nowait, None)
 
         worker = loop.run_in_executor(None, work)
-        decoder = _Decoder(self)
+        decoder = _Decoder(self, answer_limit(messages))
         try:
             while True:
                 item = await queue.get()
@@ -542,8 +553,9 @@ class LocalChatModel(BaseChatModel):
 class _Decoder:
     """Streamed llama.cpp chunks to message chunks: answer text as it comes, the decision at the end."""
 
-    def __init__(self, model: LocalChatModel) -> None:
+    def __init__(self, model: LocalChatModel, limit: int = ANSWER_LIMIT) -> None:
         self.model = model
+        self.limit = limit
         self.answer = AnswerStream()
         self.finish_reason: str | None = None
         self.timings: dict[str, Any] | None = None
@@ -564,7 +576,7 @@ class _Decoder:
         return out
 
     def close(self) -> list[ChatGenerationChunk]:
-        final = self.model._finish(self.answer.raw, self.finish_reason, self.timings)
+        final = self.model._finish(self.answer.raw, self.finish_reason, self.timings, self.limit)
         if final.tool_calls:
             call = final.tool_calls[0]
             message = AIMessageChunk(

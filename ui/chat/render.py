@@ -77,6 +77,8 @@ def tool_started(event: ToolStartEvent) -> ToolView:
     arguments = as_json(event.arguments)
     if event.dropped_arguments:
         arguments += f"\n(invented optional arguments removed: {', '.join(event.dropped_arguments)})"
+    if event.read_as:
+        arguments += f"\n(read as you wrote them: {'; '.join(event.read_as)})"
     return ToolView(call_id=event.call_id, name=event.tool, input=arguments)
 
 

@@ -42,7 +42,7 @@ def _turn(messages: Sequence[BaseMessage]) -> tuple[str, list[ToolMessage]]:
     for message in reversed(messages):
         if isinstance(message, ToolMessage):
             tools.insert(0, message)
-        elif isinstance(message, HumanMessage):
+        elif isinstance(message, HumanMessage) and not str(message.content).startswith("(IQTS)"):  # not a hint
             return str(message.content), tools
     return "", tools
 

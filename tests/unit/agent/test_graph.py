@@ -223,7 +223,7 @@ async def test_injected_instructions_in_a_tool_result_cannot_create_an_order(
     answer = final(events)
     assert answer.blocked and answer.blocked[0].tool == "propose_order"
     assert not any(isinstance(e, ApprovalPendingEvent) for e in events)
-    seen = str(model.prompts[1][-1].content)  # the tool result, as the model read it
+    seen = str(next(m for m in reversed(model.prompts[1]) if isinstance(m, ToolMessage)).content)  # as read
     assert seen.count("</untrusted-data>") == 1 and "&lt;/untrusted-data>" in seen
 
 

@@ -60,10 +60,18 @@ def test_the_view_renders_figures_as_the_answer_shows_them_and_is_much_shorter()
 
 def test_a_long_list_keeps_its_first_and_newest_items_with_a_count() -> None:
     view = result_view(BACKTEST, 3500)
-    assert "equity_curve (28; the first 2 and the last 3):" in view
-    assert "... 23 more" in view
+    assert "equity_curve (oldest first, the last is the latest; 28; the first and the last):" in view
+    assert "... 26 more" in view and "2018-01-27" not in view
     assert "2018-01-01" in view and "2018-01-28" in view and "2018-01-15" not in view
-    assert "equity: 13,850.00 USD" in view  # the last point, rendered as money
+    assert "- latest: ts: 2018-01-28T00:00:00Z, equity: 13,850.00 USD" in view  # the last point, named, as money
+    assert view.count("latest") == 2  # the header and that one item
+
+
+def test_a_list_that_is_no_time_series_has_no_latest_item() -> None:
+    view = result_view({"positions": [{"symbol": "BTC/USD", "quantity": 1}, {"symbol": "ETH/USD", "quantity": 2}]}, 500)
+    assert "latest" not in view and "positions (2):" in view
+    many = result_view({"runs": [{"run_id": f"bt_{i}", "sharpe": i / 10} for i in range(12)]}, 3500)
+    assert "runs (12; the first 2 and the last 3):" in many and "... 7 more" in many and "bt_9" in many
 
 
 def test_the_view_is_deterministic_and_bounded() -> None:
@@ -78,8 +86,10 @@ def test_every_figure_the_view_shows_is_a_grounding_source() -> None:
     sources = figure_sources(render_figures([("run_backtest", BACKTEST)], limit=None, list_items=None))
     for written in ("393.39", "29.48", "13850.00", "49338.67"):
         assert is_grounded(written, sources), written
-    capped = figure_sources(render_figures([("run_backtest", BACKTEST)]))
-    assert not is_grounded("13850.00", capped)
+    capped = render_figures([("run_backtest", BACKTEST)])
+    equity = [f.text for f in capped if f.path.startswith("equity_curve")]
+    assert equity == ["13,850.00 USD"]  # of a time series, only the latest point is an answer figure
+    assert not is_grounded("12062.50", figure_sources(capped))  # 2018-01-15, in the middle
 
 
 def test_parameter_bounds_and_catalogue_tools_are_not_figures() -> None:
