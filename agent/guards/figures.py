@@ -158,7 +158,7 @@ def render(kind: Kind, value: Decimal, *, currency: str = "", asset: str = "", u
         return f"{value:,.2f}" + (f" {currency}" if currency else "")
     if kind == "price":
         magnitude = abs(value)
-        places = 2 if magnitude >= 1 else 6 if magnitude >= Decimal("0.0001") else 10
+        places = 2 if magnitude >= 1 or magnitude == 0 else 6 if magnitude >= Decimal("0.0001") else 10
         return f"{value:,.{places}f}" + (f" {currency}" if currency else "")
     if kind == "ratio":
         return f"{value:,.2f}"

@@ -265,8 +265,9 @@ def test_sign_in_ask_a_price_and_see_the_tool_step(chat_stack: ChatStack, chromi
     step = page.locator("#step-get_ticker")
     expect(step).to_have_text(re.compile("Used get_ticker"))
     step.click()
-    expect(page.get_by_text('"symbol": "BTC/USD"').first).to_be_visible()
-    expect(page.get_by_text(f'"last": {price.group(1)}').first).to_be_visible()
+    expect(page.get_by_text("symbol: BTC/USD").first).to_be_visible()
+    shown = f"{Decimal(price.group(1)):,.2f}"  # the card renders the figure as the answer would
+    expect(page.get_by_text(f"last: {shown} USD").first).to_be_visible()
     page.screenshot(path=str(stack.shots / "chat-price.png"))
 
 
@@ -391,9 +392,9 @@ def test_the_local_model_answers_a_price_with_the_tools_figure(chat_stack: ChatS
         answer = page.locator(ASSISTANT).filter(has_text="Answered by")
         expect(answer).to_be_visible(timeout=600_000)  # the first call pays the prompt's prefill on a busy CPU
         page.locator("#step-get_ticker").click()
-        last = re.search(r'"last": ([0-9]+(?:\.[0-9]+)?)', page.locator("body").inner_text())
+        last = re.search(r"last: ([0-9,]+(?:\.[0-9]+)?) USD", page.locator("body").inner_text())
         assert last is not None
-        figure = Decimal(last.group(1))
+        figure = Decimal(last.group(1).replace(",", ""))
         text = answer.inner_text()
         assert str(figure) in text or f"{figure:,}" in text, text
         page.screenshot(path=str(chat_stack.shots / "chat-local-model.png"))

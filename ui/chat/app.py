@@ -145,8 +145,8 @@ def _tool_step(view: ToolView) -> cl.Step:
     step = cl.Step(
         name=view.name,
         type="tool",
-        language="json",
-        show_input="json",
+        language="yaml",
+        show_input="yaml",
         parent_id=parent.id if parent is not None else None,
     )
     step.input = view.input
@@ -173,7 +173,7 @@ class ChainlitSink:
             await step.send()
         step.output = view.output
         step.is_error = view.is_error
-        step.language = "json" if view.status == "ok" else "text"
+        step.language = "yaml" if view.status == "ok" else "text"
         step.metadata = {"iqts_status": view.status, "duration_ms": round(view.duration_ms, 1)}
         await step.update()
 

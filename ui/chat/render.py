@@ -8,19 +8,17 @@ percentages.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from agent.events import ApprovalOutcome, ApprovalPendingEvent, ToolEndEvent, ToolStartEvent
+from agent.graph.result_view import result_view
 from engine.intents import describe_data
 
 MAX_STEP_CHARS = 6000
 """Longest tool input or output shown in a step (the rest is cut with a note)."""
-MAX_LIST_ITEMS = 12
-"""Lists longer than this (equity curves, bars) are summarised in a step's output."""
 MAX_CHART_POINTS = 2000
 """Longer curves are thinned (evenly, the last point kept) before they are drawn."""
 
@@ -35,29 +33,17 @@ _VALUE_KEYS = ("equity", "value", "v", "y", "close")
 # -- tool steps --------------------------------------------------------------------------------------------------
 
 
-def _compact(value: Any) -> Any:
-    """``value`` with long lists summarised, so a step stays readable (a curve of 5,000 points is not)."""
-    if isinstance(value, Mapping):
-        return {str(k): _compact(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        if len(value) > MAX_LIST_ITEMS:
-            return {
-                "items": len(value),
-                "first": [_compact(v) for v in value[:3]],
-                "last": [_compact(v) for v in value[-2:]],
-            }
-        return [_compact(v) for v in value]
-    return value
-
-
 def _cut(text: str, limit: int = MAX_STEP_CHARS) -> str:
     if len(text) <= limit:
         return text
     return text[:limit] + f"\n… ({len(text) - limit} more characters not shown)"
 
 
-def as_json(value: Any) -> str:
-    return _cut(json.dumps(_compact(value), indent=2, ensure_ascii=False, default=str))
+def as_card(value: Mapping[str, Any]) -> str:
+    """A tool's arguments or result as a readable card: the view the model reads (``name: value`` lines, figures
+    rendered as the answer shows them, long series cut to their first and latest points, checksums left out),
+    not JSON."""
+    return _cut(result_view(value, MAX_STEP_CHARS * 2)) or "(none)"
 
 
 @dataclass(frozen=True)
@@ -74,7 +60,7 @@ class ToolView:
 
 
 def tool_started(event: ToolStartEvent) -> ToolView:
-    arguments = as_json(event.arguments)
+    arguments = as_card(event.arguments)
     if event.dropped_arguments:
         arguments += f"\n(invented optional arguments removed: {', '.join(event.dropped_arguments)})"
     if event.read_as:
@@ -88,7 +74,7 @@ def tool_finished(event: ToolEndEvent, started: ToolView | None = None) -> ToolV
     elif event.status == "error":
         output = "Error: " + _cut(event.text or "the tool failed without a message")
     elif event.result is not None:
-        output = as_json(event.result)
+        output = as_card(event.result)
     else:
         output = _cut(event.text)
     return ToolView(

@@ -3,8 +3,6 @@ approval cards and their status lines (every figure quoted from the tool results
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from agent.events import ApprovalOutcome, ApprovalPendingEvent, ToolEndEvent, ToolStartEvent
@@ -27,15 +25,22 @@ CURVE = [10_000.0, 10_100.0, 9_900.0, 10_400.0]
 TIMES = ["2020-01-01", "2020-01-02", "2020-01-03", "2020-01-04"]
 
 
-def test_a_tool_step_shows_its_arguments_and_its_result_as_json() -> None:
-    start = ToolStartEvent(call_id="c1", tool="get_ticker", arguments={"symbol": "BTC/USD"}, dropped_arguments=["tf"])
+def test_a_tool_step_shows_its_arguments_and_its_result_as_a_readable_card() -> None:
+    start = ToolStartEvent(
+        call_id="c1",
+        tool="get_ticker",
+        arguments={"symbol": "BTC/USD"},
+        dropped_arguments=["tf"],
+        read_as=["indicators: rsi -> rsi:14 (as written)"],
+    )
     view = tool_started(start)
-    assert view.name == "get_ticker" and json.loads(view.input.split("\n(")[0]) == {"symbol": "BTC/USD"}
-    assert "invented optional arguments removed: tf" in view.input
+    assert view.name == "get_ticker" and view.input.split("\n")[0] == "symbol: BTC/USD"
+    assert "invented optional arguments removed: tf" in view.input and "rsi -> rsi:14" in view.input
     end = ToolEndEvent(call_id="c1", tool="get_ticker", status="ok", result={"symbol": "BTC/USD", "last": 8709.49})
     done = tool_finished(end, view)
-    assert json.loads(done.output) == {"symbol": "BTC/USD", "last": 8709.49}
+    assert done.output == "symbol: BTC/USD\nlast: 8,709.49 USD"  # the figure as the answer shows it, not JSON
     assert done.input == view.input and not done.is_error and done.status == "ok"
+    assert tool_started(ToolStartEvent(call_id="c2", tool="list_runs", arguments={})).input == "(none)"
 
 
 def test_errors_and_blocked_calls_say_why() -> None:
@@ -50,9 +55,12 @@ def test_errors_and_blocked_calls_say_why() -> None:
 def test_long_results_are_summarised_and_cut() -> None:
     bars = [{"ts": i, "close": i * 1.5} for i in range(500)]
     view = tool_finished(ToolEndEvent(call_id="c", tool="get_bars", status="ok", result={"bars": bars}))
-    summary = json.loads(view.output)["bars"]
-    assert summary["items"] == 500 and summary["first"][0] == {"ts": 0, "close": 0.0}
-    assert summary["last"][-1] == {"ts": 499, "close": 748.5}
+    assert view.output.splitlines() == [
+        "bars (oldest first, the last is the latest; 500; the first and the last):",
+        "  - ts: 0, close: 0.00",
+        "  ... 498 more",
+        "  - latest: ts: 499, close: 748.50",
+    ]
     huge = tool_finished(ToolEndEvent(call_id="c", tool="t", status="ok", text="x" * (MAX_STEP_CHARS + 10)))
     assert huge.output.endswith("(10 more characters not shown)")
 

@@ -73,11 +73,11 @@ async def test_a_price_question_shows_the_step_then_the_answer_with_the_tools_fi
     assert set(kinds[2:-1]) == {"token"}  # streamed as the model wrote it
     started: ToolView = sink.of("tool_started")[0]
     finished, chart = sink.of("tool_finished")[0]
-    assert started.name == "get_ticker" and '"symbol": "BTC/USD"' in started.input
+    assert started.name == "get_ticker" and "symbol: BTC/USD" in started.input
     assert finished.input == started.input and not finished.is_error and chart is None
     final, charts = sink.of("answer")[0]
     assert isinstance(final, FinalEvent) and charts == [] and turn.final == final
-    last = turn.tools[0].output.split('"last": ', 1)[1].split(",", 1)[0]
+    last = turn.tools[0].output.split("\nlast: ", 1)[1].split(" ", 1)[0].replace(",", "")
     assert f"The last BTC/USD price is {last}" in final.text
     assert "".join(sink.of("token")).strip() == final.text.strip()
     assert f"Answered by {LABEL}" in final.markdown()
@@ -107,7 +107,7 @@ async def test_a_backtest_result_with_an_equity_curve_reaches_the_answer_as_a_ch
     _, charts = sink.of("answer")[0]
     assert charts == [chart] == turn.charts
     step, _ = sink.of("tool_finished")[0]
-    assert '"items": 30' in step.output  # the curve is summarised in the step, drawn in the chart
+    assert "equity_curve (oldest first, the last is the latest; 30; the first and the last)" in step.output  # drawn
 
 
 async def test_a_turn_paused_on_an_approval_shows_the_card_but_no_answer(chat_agent: AgentFactory) -> None:
