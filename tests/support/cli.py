@@ -4,7 +4,9 @@ captured (as a pipe: no terminal, so JSON is printed plain).
 
 A subprocess spends seconds importing the app and loading the embedding model before each command; in process they
 load once per session. What a command changes for the whole process is put back when it returns: the cached
-settings, the environment the test set, the root logger (``configure_logging``) and structlog's configuration.
+settings, the environment the test set, the root logger (``configure_logging``) and structlog's configuration. One
+thing stays: a module logger first used during the command keeps that command's logging set-up (structlog caches
+it), so ``structlog.testing.capture_logs`` would not see it; no test captures the loggers of the CLI commands.
 """
 
 from __future__ import annotations
