@@ -30,6 +30,9 @@ from engine.store.migrate import upgrade
 # one; on an idle machine two threads embed about 1.6x faster, a few seconds over the suite. This must run before
 # anything imports numpy (nothing above does; no plugin does).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# the `iqts mcp` servers tests start do not warm the knowledge base and kernels in the background (seconds of CPU
+# per server, beside the test that started it); tests/integration/mcp/test_mcp_warm.py runs the warm-up itself
+os.environ.setdefault("IQTS_MCP_WARM", "false")
 
 REPO = Path(__file__).resolve().parent.parent
 _PREFIX = f"iqts_t{os.getpid()}"  # one namespace per pytest session, so parallel sessions never collide

@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
     public_url: str | None = None
+    mcp_warm: bool = Field(
+        True, description="an MCP server over stdio loads the knowledge base and backtest kernels in the background"
+    )
 
     # the audit chain's anchor: an HMAC key the database never holds (unset: a key file made in the state dir)
     audit_key: SecretStr | None = None
