@@ -13,6 +13,7 @@ from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field, field_validator
+from pydantic.config import JsonDict
 
 from approvals.service import (
     ApprovalRequest,
@@ -264,12 +265,36 @@ async def order(
 
 
 # -- the kill switch: engage at once (any trader), release through an approval decided in the inbox ----------
+_NO_NUL: JsonDict = {"pattern": r"^[^\x00]*$"}
+"""PostgreSQL stores no NUL character in text or JSON: such a body was a 500; it is refused as a 422."""
+
+
+def _without_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("the text contains a NUL character")
+    return value
+
+
 class EngageIn(BaseModel):
-    reason: str = Field(min_length=3, max_length=500, description="why trading must stop (recorded and shown)")
+    reason: str = Field(
+        min_length=3,
+        max_length=500,
+        description="why trading must stop (recorded and shown; no NUL character)",
+        json_schema_extra=_NO_NUL,
+    )
+
+    _clean = field_validator("reason")(_without_nul)
 
 
 class ReleaseRequestIn(BaseModel):
-    rationale: str = Field("", max_length=4000, description="for the approver: why trading may resume")
+    rationale: str = Field(
+        "",
+        max_length=4000,
+        description="for the approver: why trading may resume (no NUL character)",
+        json_schema_extra=_NO_NUL,
+    )
+
+    _clean = field_validator("rationale")(_without_nul)
 
 
 TRADER_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {

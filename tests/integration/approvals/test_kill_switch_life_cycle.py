@@ -154,6 +154,8 @@ async def test_engage_request_approve_release_through_every_surface(
     # REST engage by a trader works at once; asking to release a released switch is refused
     async with httpx.AsyncClient(base_url=api, headers={"Authorization": f"Bearer {token}"}) as rest:
         assert (await rest.post("/api/kill-switch/release-requests", json={})).status_code == 400
+        nul = await rest.post("/api/kill-switch/engage", json={"reason": "00\u0000"})  # was a 500 (schemathesis)
+        assert nul.status_code == 422 and "NUL character" in nul.text and not status(db).engaged
         engaged = await rest.post("/api/kill-switch/engage", json={"reason": "rest drill"})
         assert engaged.status_code == 200 and engaged.json()["by"] == trader.username
     assert status(db).engaged
