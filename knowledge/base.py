@@ -453,7 +453,10 @@ class KnowledgeBase:
     ) -> SearchResult:
         from knowledge.coverage import word_coverage
 
-        hits = self.search(query, k, kinds, hybrid)
+        hits = [
+            h.model_copy(update={"matched": word_coverage(query, [f"{h.title} {h.section} {h.text}"])[0]})
+            for h in self.search(query, k, kinds, hybrid)
+        ]
         matched, unmatched = word_coverage(query, (f"{h.title} {h.section} {h.text}" for h in hits))
         return SearchResult(
             query=query,

@@ -43,6 +43,7 @@ class Hit(BaseModel):
     fts_score: float = Field(description="full-text rank of the chunk, 0 when it does not match the query words")
     vector_rank: int | None = Field(None, description="1-based rank in the vector arm, if among its candidates")
     fts_rank: int | None = Field(None, description="1-based rank in the full-text arm, if among its candidates")
+    matched: list[str] = Field(default_factory=list, description="words of the query this chunk contains")
     untrusted: Literal[True] = True
 
     @computed_field  # type: ignore[prop-decorator]

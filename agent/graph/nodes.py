@@ -271,13 +271,9 @@ def _recovery_hint(state: AgentState, failures: list[FailedCall], retries: int) 
 
 BRIEF_ANSWER = (
     "(IQTS) These figures are shown to the user under your answer. Reply in at most two short sentences with only "
-    "the figure or two my question asks about, exactly as shown above. Do not list the other figures. If you "
-    "still need another tool, call it."
+    "the figure or two my question asks about, exactly as shown above. Do not list the other figures."
 )
-SHORT_ANSWER = (
-    "(IQTS) Reply from these results in at most three short sentences: what my question asks, nothing else. If "
-    "you still need another tool, call it."
-)
+SHORT_ANSWER = "(IQTS) Reply from these results in at most three short sentences: what my question asks, nothing else."
 
 
 def cut_at_a_bound(text: str) -> bool:
@@ -307,9 +303,16 @@ def _is_blocked(message: ToolMessage) -> bool:
     return isinstance(message.artifact, Mapping) and "blocked" in message.artifact
 
 
+REPEAT_PREFIX = "this exact call"
+ANSWERED_ALREADY = "Here is what the tools returned for your question."
+
+
 def gave_up(failures: list[FailedCall]) -> str:
-    """The answer when the bound on corrections is reached: what failed, in the tools' own words."""
-    distinct = [f for f in failures if not f.error.startswith("this exact call")] or failures
+    """The answer when the bound on corrections is reached: what failed, in the tools' own words; when nothing
+    failed but the model kept asking for results it already had, those results (the final node renders them)."""
+    if failures and all(f.error.startswith(REPEAT_PREFIX) for f in failures):
+        return ANSWERED_ALREADY
+    distinct = [f for f in failures if not f.error.startswith(REPEAT_PREFIX)] or failures
     lines = list(dict.fromkeys(f"- {f.tool}: {f.error}" for f in distinct))[-3:]
     return (
         f"I could not complete this: {len(failures)} tool calls failed and I stopped correcting them. The last "

@@ -20,8 +20,10 @@ from langchain_core.runnables import RunnableConfig
 
 from agent.events import ToolEndEvent, ToolStartEvent
 from agent.graph.nodes import AgentDeps, emit, run_tool
+from agent.graph.result_view import result_view
 from agent.graph.state import AgentState
 from engine.telemetry import get_logger
+from engine.untrusted import wrap_untrusted
 
 log = get_logger(__name__)
 
@@ -56,6 +58,17 @@ def recall_query(text: str) -> str | None:
     return text.strip()[:QUERY_CHARS]
 
 
+def on_topic(result: dict[str, Any]) -> dict[str, Any]:
+    """The search result without the passages that share no content word with the question, when others do: with
+    only the user's notes to rank, the nearest can be about anything ("dark roast beans" beside the FOMC rule, then
+    retold in the answer). When no passage shares a word, all are kept: the match may be by meaning alone."""
+    hits = [h for h in result.get("hits", []) if isinstance(h, dict)]
+    overlapping = [h for h in hits if h.get("words_found")]
+    if not overlapping or len(overlapping) == len(hits):
+        return result
+    return {**result, "hits": overlapping}
+
+
 def make_recall(deps: AgentDeps) -> Any:
     """The node: search the knowledge base for such a question, as a call the model sees as its own first step."""
 
@@ -80,8 +93,17 @@ def make_recall(deps: AgentDeps) -> Any:
             )
         )
         log.info("agent.recalled", ok=ok, ms=round(duration, 1))
-        if not ok:  # the model goes on without it (and may search itself)
+        if not ok or structured is None:  # the model goes on without it (and may search itself)
             return {}
+        kept = on_topic(structured)
+        if kept is not structured:  # the view and the artifacts hold only the passages on the question's subject
+            body = result_view(kept, deps.settings.agent_tool_result_chars)
+            message = message.model_copy(
+                update={
+                    "content": wrap_untrusted(body, source=f"tool:{SEARCH_TOOL}"),
+                    "artifact": {"structured": kept, "text": body},
+                }
+            )
         call = {"name": SEARCH_TOOL, "args": args, "id": call_id, "type": "tool_call"}
         return {"messages": [AIMessage(content="", tool_calls=[call]), message]}
 

@@ -53,6 +53,7 @@ async def test_stdio_server_serves_the_tools(settings: Settings, db: Database, s
         assert not found.isError and found.structuredContent is not None
         top = found.structuredContent["hits"][0]
         assert top["title"] == "Funding squeeze idea"
+        assert "funding" in top["words_found"]  # each passage says which of the query's words it holds
         assert top["text"].startswith("<untrusted-data")
         prompts = {p.name for p in (await session.list_prompts()).prompts}
         assert "research-strategy" in prompts

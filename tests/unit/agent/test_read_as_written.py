@@ -11,8 +11,8 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from agent.events import FinalEvent, ToolEndEvent, ToolStartEvent
-from agent.graph.nodes import cut_at_a_bound
-from agent.graph.recall import SEARCH_TOOL, recall_query
+from agent.graph.nodes import ANSWERED_ALREADY, FailedCall, cut_at_a_bound, gave_up
+from agent.graph.recall import SEARCH_TOOL, on_topic, recall_query
 from agent.guards.answers import NO_CANCEL, claims_cancelled, describe_cancel_requests
 from agent.guards.parameters import attached_periods, complete_indicators, complete_strategy_params
 from agent.models.constrained import (
@@ -236,3 +236,23 @@ async def test_an_answer_that_claims_a_cancel_nobody_asked_the_tool_for_is_repla
         events = await c.ask(Copilot.new_thread_id(), "cancel order o_123")
     answer = next(e for e in events if isinstance(e, FinalEvent))
     assert answer.text.startswith(NO_CANCEL) and answer.answer_check is not None and answer.answer_check.replaced
+
+
+def test_the_recall_keeps_the_passages_on_the_questions_subject() -> None:
+    fomc = {"title": "Trading hours", "text": "No new positions on FOMC days.", "words_found": ["positions", "fomc"]}
+    coffee = {"title": "Coffee", "text": "Buy the dark roast beans.", "words_found": []}
+    result = {"query": "When am I not supposed to open positions on FOMC days?", "hits": [fomc, coffee]}
+    assert on_topic(result)["hits"] == [fomc]
+    by_meaning = {"query": "what did I say about bitcoin", "hits": [{"title": "BTC", "text": "x", "words_found": []}]}
+    assert on_topic(by_meaning) is by_meaning  # no passage shares a word: the match may be by meaning alone
+
+
+def test_asking_again_for_results_already_in_view_ends_with_those_results() -> None:
+    repeats = [
+        FailedCall(tool="get_ticker", arguments={}, error="this exact call was already made this turn"),
+        FailedCall(tool="get_ticker", arguments={}, error="this exact call already failed (...)"),
+    ]
+    assert gave_up(repeats) == ANSWERED_ALREADY
+    real = [FailedCall(tool="get_ticker", arguments={}, error="symbol: no stored data for SOL/USD"), repeats[1]]
+    text = gave_up(real)
+    assert text.startswith("I could not complete this") and "no stored data for SOL/USD" in text
