@@ -29,6 +29,9 @@ class Citation(BaseModel):
     words_found: list[str] = Field(default_factory=list, description="words of the query this passage contains")
 
 
+NOTHING_FOUND = "No stored document matches this query: the user's documents do not cover it."
+
+
 class KnowledgeResult(BaseModel):
     query: str
     hits: list[Citation]
@@ -77,6 +80,7 @@ def register(server: FastMCP[Any]) -> None:
                 ],
                 words_found=result.matched,
                 not_in_any_passage=result.unmatched,
+                **({} if result.hits else {"note": NOTHING_FOUND}),
             )
 
         return await tool_call("search_knowledge", ctx, {"query": query, "k": k, "kinds": kinds}, run)

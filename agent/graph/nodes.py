@@ -270,10 +270,14 @@ def _recovery_hint(state: AgentState, failures: list[FailedCall], retries: int) 
 
 
 BRIEF_ANSWER = (
-    "(IQTS) These figures are shown to the user under your answer. Reply in at most two short sentences with only "
-    "the figure or two my question asks about, exactly as shown above. Do not list the other figures."
+    "(IQTS) In at most two short sentences, state the result my question asks for, with its one or two key "
+    "figures exactly as shown above. Do not list the other figures."
 )
-SHORT_ANSWER = "(IQTS) Reply from these results in at most three short sentences: what my question asks, nothing else."
+SHORT_ANSWER = (
+    "(IQTS) In at most three short sentences, answer my question with what these results say, quoting their "
+    "words and numbers."
+)
+"""The hints hold no sentence a model could copy as its answer ("the results are shown under your answer" was)."""
 
 
 def cut_at_a_bound(text: str) -> bool:

@@ -12,6 +12,7 @@ from mcp.client.stdio import stdio_client
 from approvals.service import get_request
 from engine.settings import Settings
 from engine.store.database import Database
+from tools.knowledge_tools import NOTHING_FOUND
 
 
 async def test_stdio_server_serves_the_tools(settings: Settings, db: Database, sample_loaded: None) -> None:
@@ -54,6 +55,9 @@ async def test_stdio_server_serves_the_tools(settings: Settings, db: Database, s
         top = found.structuredContent["hits"][0]
         assert top["title"] == "Funding squeeze idea"
         assert "funding" in top["words_found"]  # each passage says which of the query's words it holds
+        empty = await session.call_tool("search_knowledge", {"query": "solana options", "kinds": ["report"]})
+        assert empty.structuredContent is not None and empty.structuredContent["hits"] == []
+        assert empty.structuredContent["note"] == NOTHING_FOUND  # said plainly, for the model to repeat
         assert top["text"].startswith("<untrusted-data")
         prompts = {p.name for p in (await session.list_prompts()).prompts}
         assert "research-strategy" in prompts
