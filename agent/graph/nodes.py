@@ -270,14 +270,23 @@ def _recovery_hint(state: AgentState, failures: list[FailedCall], retries: int) 
 
 
 BRIEF_ANSWER = (
-    "(IQTS) In at most two short sentences, state the result my question asks for, with its one or two key "
-    "figures exactly as shown above. Do not list the other figures."
+    "(IQTS) The other figures are listed for me under your reply, so in at most two short sentences give only the "
+    "one or two figures my question asks about, exactly as shown above."
 )
 SHORT_ANSWER = (
     "(IQTS) In at most three short sentences, answer my question with what these results say, quoting their "
     "words and numbers."
 )
 """The hints hold no sentence a model could copy as its answer ("the results are shown under your answer" was)."""
+
+
+def whole_clauses(text: str) -> str:
+    """A text with no sentence end cut back to its last complete clause and closed ("... a Sharpe of 1.45, a max
+    drawdown of" -> "... a Sharpe of 1.45.")."""
+    if text.rstrip().endswith((".", "!", "?")):
+        return text
+    cut = max(text.rfind(", "), text.rfind("; "))
+    return text[:cut].rstrip() + "." if cut > len(text) // 3 else text
 
 
 def cut_at_a_bound(text: str) -> bool:
@@ -679,7 +688,7 @@ def make_final(deps: AgentDeps) -> Any:
         else:
             text = str(last_ai.text) if last_ai is not None else ""
             if cut_at_a_bound(text):  # a streamed reply reaches here whole: the model adapter cannot cut it back
-                text = whole_sentences(text)
+                text = whole_clauses(whole_sentences(text))
             if not text.strip():
                 text = "I have no answer to that."
         sources: set[Decimal] = set()

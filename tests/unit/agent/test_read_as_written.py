@@ -11,7 +11,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from agent.events import FinalEvent, ToolEndEvent, ToolStartEvent
-from agent.graph.nodes import ANSWERED_ALREADY, FailedCall, cut_at_a_bound, gave_up
+from agent.graph.nodes import ANSWERED_ALREADY, FailedCall, cut_at_a_bound, gave_up, whole_clauses
 from agent.graph.recall import SEARCH_TOOL, on_topic, recall_query
 from agent.guards.answers import NO_CANCEL, claims_cancelled, describe_cancel_requests
 from agent.guards.parameters import attached_periods, complete_indicators, complete_strategy_params
@@ -143,6 +143,12 @@ def test_an_answer_stopped_at_its_bound_is_cut_back_to_its_last_sentence() -> No
     stopped = ("The run returned 393.39 %. " * 10)[: BRIEF_ANSWER_LIMIT - 4] + " and"
     assert len(stopped) == BRIEF_ANSWER_LIMIT and cut_at_a_bound(stopped)
     assert not cut_at_a_bound(stopped[:150])  # short of every bound: the model ended there itself
+    recital = "The backtest has a total return of 2,748.63%, a sharpe of 1.45, a max drawdown of 73.98%, a max of"
+    assert (
+        whole_clauses(recital)
+        == "The backtest has a total return of 2,748.63%, a sharpe of 1.45, a max drawdown of 73.98%."
+    )
+    assert whole_clauses("Done.") == "Done."
 
 
 def test_the_answer_bound_follows_the_last_message_and_reaches_the_grammar() -> None:
