@@ -451,13 +451,15 @@ class KnowledgeBase:
     def search_result(
         self, query: str, k: int | None = None, kinds: Sequence[DocumentKind] | None = None, hybrid: bool = True
     ) -> SearchResult:
-        from knowledge.coverage import word_coverage
+        from knowledge.coverage import content_words, word_coverage
 
         hits = [
             h.model_copy(update={"matched": word_coverage(query, [f"{h.title} {h.section} {h.text}"])[0]})
             for h in self.search(query, k, kinds, hybrid)
         ]
-        matched, unmatched = word_coverage(query, (f"{h.title} {h.section} {h.text}" for h in hits))
+        found = {w for h in hits for w in h.matched}  # a word is in the passages when it is in one of them
+        words = content_words(query)
+        matched, unmatched = [w for w in words if w in found], [w for w in words if w not in found]
         return SearchResult(
             query=query,
             k=self.config.default_k if k is None else k,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -36,9 +35,8 @@ from agent.graph.state import AgentState
 from agent.guards.answers import (
     NO_PROPOSAL,
     ProposalSummary,
-    claims_cancelled,
-    describe_cancel_requests,
     parse_proposals,
+    replace_cancel_claim,
 )
 from agent.guards.arguments import ground_arguments
 from agent.guards.citations import citation_line
@@ -50,11 +48,12 @@ from agent.guards.trade_intent import BLOCKED_NOTE_HEAD, GuardBlock, TradeIntent
 from agent.memory import model_window
 from agent.models.capabilities import ModelInfo
 from agent.models.constrained import (
-    ANSWER_BOUNDS,
     ANSWER_LIMIT_KEY,
     BRIEF_ANSWER_LIMIT,
     SHORT_ANSWER_LIMIT,
+    cut_at_a_bound,
     strict_schema,
+    whole_clauses,
     whole_sentences,
 )
 from engine.settings import AgentSettings
@@ -64,7 +63,6 @@ from engine.untrusted import wrap_untrusted
 log = get_logger(__name__)
 
 TERMINAL = frozenset({"executed", "failed", "rejected", "expired"})
-_CANCEL_ASK = re.compile(r"\bcancel", re.IGNORECASE)
 
 
 @dataclass
@@ -278,22 +276,6 @@ SHORT_ANSWER = (
     "words and numbers."
 )
 """The hints hold no sentence a model could copy as its answer ("the results are shown under your answer" was)."""
-
-
-def whole_clauses(text: str) -> str:
-    """A text with no sentence end cut back to its last complete clause and closed ("... a Sharpe of 1.45, a max
-    drawdown of" -> "... a Sharpe of 1.45.")."""
-    if text.rstrip().endswith((".", "!", "?")):
-        return text
-    cut = max(text.rfind(", "), text.rfind("; "))
-    return text[:cut].rstrip() + "." if cut > len(text) // 3 else text
-
-
-def cut_at_a_bound(text: str) -> bool:
-    """The answer stopped at one of the length bounds, mid-sentence (the grammar counts a JSON escape as one
-    character, so a little short of the bound counts too)."""
-    ended = text.rstrip().endswith((".", "!", "?", ")", '"'))
-    return not ended and any(bound - 16 <= len(text) <= bound for bound in ANSWER_BOUNDS)
 
 
 def brief_answer_hint(state: AgentState) -> HumanMessage | None:
@@ -532,9 +514,8 @@ async def run_tool(
     else:
         text_result, status = str(raw), "success"
     if status != "error" and structured is not None:
-        body = result_view(structured, deps.settings.agent_tool_result_chars)
-    else:
-        body = text_result[: deps.settings.agent_tool_result_chars]
+        return result_message(call_id, name, structured, deps), structured, duration
+    body = text_result[: deps.settings.agent_tool_result_chars]
     message = ToolMessage(
         content=wrap_untrusted(body if status != "error" else f"error: {body}", source=f"tool:{name}"),
         tool_call_id=call_id,
@@ -543,6 +524,18 @@ async def run_tool(
         artifact={"structured": structured, "text": body},
     )
     return message, structured, duration
+
+
+def result_message(call_id: str, name: str, structured: dict[str, Any], deps: AgentDeps) -> ToolMessage:
+    """A successful result as the model reads it (its view, marked untrusted) with the structured result kept."""
+    body = result_view(structured, deps.settings.agent_tool_result_chars)
+    return ToolMessage(
+        content=wrap_untrusted(body, source=f"tool:{name}"),
+        tool_call_id=call_id,
+        name=name,
+        status="success",
+        artifact={"structured": structured, "text": body},
+    )
 
 
 # -- the approval wait -------------------------------------------------------------------------------------------
@@ -720,13 +713,9 @@ def make_final(deps: AgentDeps) -> Any:
                 passed=not failures, failures=failures, validator=result.validator, replaced=replaced
             )
         cancels = [a for name, a in artifacts if name == "propose_cancel"]
-        asked_to_cancel = bool(_CANCEL_ASK.search(state.get("user_text", "")))
-        approved = any(a.get("status") == "executed" for a in cancels)  # a person approved it and it ran
-        if from_model and (cancels or asked_to_cancel) and not approved and claims_cancelled(text):
+        if from_model and (replacement := replace_cancel_claim(text, cancels, state.get("user_text", ""))):
             log.info("agent.cancel_claim_replaced")
-            text = describe_cancel_requests(cancels) + (
-                " (This summary replaces the model's wording, which claimed a cancellation.)"
-            )
+            text = replacement
             check = AnswerCheckOut(
                 passed=False,
                 failures=["claimed a cancellation no person approved"],

@@ -19,11 +19,9 @@ from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
 
 from agent.events import ToolEndEvent, ToolStartEvent
-from agent.graph.nodes import AgentDeps, emit, run_tool
-from agent.graph.result_view import result_view
+from agent.graph.nodes import AgentDeps, emit, result_message, run_tool
 from agent.graph.state import AgentState
 from engine.telemetry import get_logger
-from engine.untrusted import wrap_untrusted
 
 log = get_logger(__name__)
 
@@ -97,13 +95,7 @@ def make_recall(deps: AgentDeps) -> Any:
             return {}
         kept = on_topic(structured)
         if kept is not structured:  # the view and the artifacts hold only the passages on the question's subject
-            body = result_view(kept, deps.settings.agent_tool_result_chars)
-            message = message.model_copy(
-                update={
-                    "content": wrap_untrusted(body, source=f"tool:{SEARCH_TOOL}"),
-                    "artifact": {"structured": kept, "text": body},
-                }
-            )
+            message = result_message(call_id, SEARCH_TOOL, kept, deps)
         call = {"name": SEARCH_TOOL, "args": args, "id": call_id, "type": "tool_call"}
         return {"messages": [AIMessage(content="", tool_calls=[call]), message]}
 

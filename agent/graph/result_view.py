@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from agent.guards.figures import NOT_FIGURES, TIME_KEYS, currencies_of, figure_of
+from agent.guards.figures import NOT_FIGURES, currencies_of, figure_of, is_time_series
 
 OMITTED_KEYS: frozenset[str] = frozenset({"data_checksum", "engine_version", "checksum", "hash", "report"})
 """Keys the answer never needs."""
@@ -74,7 +74,7 @@ def _list(key: str, items: list[Any], indent: int, money: tuple[str, str], figur
         shown = items if len(items) <= LIST_WHOLE * 3 else [*items[:LIST_WHOLE], "...", *items[-LIST_WHOLE:]]
         out.append(f"{pad}{key}: " + ", ".join(_scalar(key, i, money, figures=figures) for i in shown))
         return
-    timed = len(items) > 1 and all(isinstance(i, Mapping) and any(k in i for k in TIME_KEYS) for i in items)
+    timed = len(items) > 1 and is_time_series(items)
     order = "oldest first, the last is the latest; " if timed else ""
     if len(items) <= LIST_WHOLE:
         out.append(f"{pad}{key} ({order}{len(items)}):")

@@ -71,6 +71,22 @@ def describe_cancel_requests(results: Sequence[Mapping[str, Any]]) -> str:
     return " ".join(lines)
 
 
+_CANCEL_ASK = re.compile(r"\bcancel", re.IGNORECASE)
+
+
+def replace_cancel_claim(answer: str, cancels: Sequence[Mapping[str, Any]], asked: str) -> str | None:
+    """The answer to give instead of one that claims a cancellation no person approved (``cancels``: this turn's
+    ``propose_cancel`` results; ``asked``: the user's message); None when the answer makes no such claim."""
+    if not (cancels or _CANCEL_ASK.search(asked)) or any(c.get("status") == "executed" for c in cancels):
+        return None
+    if not claims_cancelled(answer):
+        return None
+    return (
+        describe_cancel_requests(cancels)
+        + " (This summary replaces the model's wording, which claimed a cancellation.)"
+    )
+
+
 NO_PROPOSAL = (
     "I did not propose any order in this turn: no propose_order call succeeded, so nothing waits for approval. "
     "To propose one, tell me the side, the symbol and the quantity, for example: buy 0.01 BTC/USD."

@@ -240,11 +240,16 @@ def _walk(
             out.append(Figure(tool=tool, path=where, kind=kind, value=number, text=text, context=context))
 
 
+def is_time_series(items: list[Any]) -> bool:
+    """Every item of the list is a mapping with a time (:data:`TIME_KEYS`): a series, oldest first."""
+    return bool(items) and all(isinstance(i, Mapping) and any(k in i for k in TIME_KEYS) for i in items)
+
+
 def _items_to_report(items: list[Any], limit: int | None) -> list[int]:
     """Indices of the mapping items of a list to render: the first ``limit``; of a time series (oldest first, as
     every tool returns them) only the latest when the figures are capped, all of them latest first when not."""
     indices = [i for i, item in enumerate(items) if isinstance(item, Mapping)]
-    if indices and all(any(k in items[i] for k in TIME_KEYS) for i in indices):
+    if is_time_series([items[i] for i in indices]):
         indices.reverse()
         limit = None if limit is None else 1
     return indices if limit is None else indices[:limit]

@@ -280,6 +280,22 @@ def whole_sentences(text: str) -> str:
     return text[: ends[-1] + 1].rstrip() if ends and ends[-1] > len(text) // 3 else text
 
 
+def whole_clauses(text: str) -> str:
+    """A text with no sentence end cut back to its last complete clause and closed ("... a Sharpe of 1.45, a max
+    drawdown of" -> "... a Sharpe of 1.45.")."""
+    if text.rstrip().endswith((".", "!", "?")):
+        return text
+    cut = max(text.rfind(", "), text.rfind("; "))
+    return text[:cut].rstrip() + "." if cut > len(text) // 3 else text
+
+
+def cut_at_a_bound(text: str) -> bool:
+    """The answer stopped at one of the length bounds, mid-sentence (the grammar counts a JSON escape as one
+    character, so a little short of the bound counts too)."""
+    ended = text.rstrip().endswith((".", "!", "?", ")", '"'))
+    return not ended and any(bound - 16 <= len(text) <= bound for bound in ANSWER_BOUNDS)
+
+
 def _first_error(error: ValidationError) -> str:
     first = error.errors()[0]
     return f"{'.'.join(str(p) for p in first['loc']) or 'output'}: {first['msg']}"

@@ -11,7 +11,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from agent.events import FinalEvent, ToolEndEvent, ToolStartEvent
-from agent.graph.nodes import ANSWERED_ALREADY, FailedCall, cut_at_a_bound, gave_up, whole_clauses
+from agent.graph.nodes import ANSWERED_ALREADY, FailedCall, gave_up
 from agent.graph.recall import SEARCH_TOOL, on_topic, recall_query
 from agent.guards.answers import NO_CANCEL, claims_cancelled, describe_cancel_requests
 from agent.guards.parameters import attached_periods, complete_indicators, complete_strategy_params
@@ -21,9 +21,11 @@ from agent.models.constrained import (
     BRIEF_ANSWER_LIMIT,
     SHORT_ANSWER_LIMIT,
     answer_limit,
+    cut_at_a_bound,
     decision_schema,
     parse_decision,
     tool_specs,
+    whole_clauses,
 )
 from agent.models.scripted import tool_call
 from agent.session import Copilot
